@@ -1,0 +1,39 @@
+//! The actions, one module each; every `run()` is a narrated list of steps.
+
+mod backups;
+mod get_password;
+mod get_primary;
+mod set_password;
+
+use anyhow::{bail, Result};
+
+use crate::charm::event::Action;
+use crate::juju::{Context, HookTools};
+
+/// Runs one action; an error fails the action with its message.
+pub fn run(ctx: &Context, tools: &dyn HookTools, action: &Action) -> Result<()> {
+    match action {
+        Action::GetPassword => get_password::run(ctx, tools),
+        Action::SetPassword => set_password::run(ctx, tools),
+        Action::GetPrimary => get_primary::run(ctx, tools),
+        Action::CreateBackup => backups::create(ctx, tools),
+        Action::ListBackups => backups::list(ctx, tools),
+        Action::Restore => backups::restore(ctx, tools),
+        Action::Unknown(name) => bail!("this charm has no action {name:?}: see actions.yaml"),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Helpers for action tests.
+    use crate::juju::Context;
+
+    pub fn context(unit: &str, action: &str) -> Context {
+        let env = [
+            ("JUJU_DISPATCH_PATH", format!("actions/{action}")),
+            ("JUJU_UNIT_NAME", unit.to_owned()),
+            ("JUJU_ACTION_NAME", action.to_owned()),
+        ];
+        Context::from_env(&env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()).unwrap()
+    }
+}
