@@ -1,0 +1,173 @@
+//! What the end-to-end tests share: the packed charm and a release build of
+//! juju-local (built once, whatever the number of test binaries), and a
+//! juju-local model in a temporary directory that tears itself down.
+
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
+/// Paths of the packed charm and of juju-local, built on first use.
+pub struct Build {
+    pub charm: PathBuf,
+    pub juju_local: PathBuf,
+}
+
+/// Packs the charm and builds juju-local once per run; a file lock keeps
+/// parallel test binaries from building at the same time.
+pub fn build() -> &'static Build {
+    static BUILD: OnceLock<Build> = OnceLock::new();
+    BUILD.get_or_init(|| {
+        std::fs::create_dir_all(target_dir()).unwrap();
+        let lock = File::create(target_dir().join("e2e-build.lock")).unwrap();
+        // SAFETY: flock on a file descriptor we own; released when `lock` drops.
+        assert_eq!(
+            unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) },
+            0
+        );
+
+        let charm = root().join("build/postgresql.charm");
+        must(
+            Command::new(root().join("charm/pack.sh")).arg(&charm),
+            "pack the charm",
+        );
+        must(
+            Command::new(env!("CARGO"))
+                .args([
+                    "build",
+                    "--quiet",
+                    "--release",
+                    "--locked",
+                    "-p",
+                    "juju-local",
+                ])
+                .current_dir(root()),
+            "build juju-local",
+        );
+        Build {
+            charm,
+            juju_local: target_dir().join("release/juju-local"),
+        }
+    })
+}
+
+fn must(cmd: &mut Command, what: &str) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "cannot {what}:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A juju-local model of its own, destroyed when dropped.
+pub struct Model {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+}
+
+impl Model {
+    /// A new, empty model; its directory is where the `postgres` user can reach it.
+    pub fn new() -> Self {
+        let bin = build().juju_local.clone();
+        let dir = tempfile::Builder::new()
+            .prefix("e2e-model-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        Self { dir, bin }
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Runs `juju-local <args>` against this model.
+    pub fn juju(&self, args: &[&str]) -> Output {
+        Command::new(&self.bin)
+            .args(args)
+            .env("JUJU_LOCAL_MODEL", self.dir.path().join("model"))
+            .output()
+            .expect("juju-local runs")
+    }
+
+    /// Runs `juju-local <args>`, which must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.juju(args);
+        assert!(
+            out.status.success(),
+            "juju-local {args:?} failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// `status --format json`.
+    pub fn status(&self) -> Value {
+        serde_json::from_str(&self.ok(&["status", "--format", "json"])).unwrap()
+    }
+
+    /// Runs an action with `--format json` and returns the task object.
+    pub fn run_action(&self, target: &str, action: &str, params: &[&str]) -> Value {
+        let mut args = vec!["run", target, action, "--format", "json"];
+        args.extend_from_slice(params);
+        let out = self.juju(&args);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let tasks: Value = serde_json::from_str(&text).unwrap_or_else(|e| {
+            panic!(
+                "run {args:?} printed no JSON ({e}):\n{text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        tasks
+            .as_object()
+            .and_then(|t| t.values().next())
+            .cloned()
+            .expect("one task")
+    }
+
+    /// The whole debug log.
+    pub fn debug_log(&self) -> String {
+        self.ok(&["debug-log", "--replay"])
+    }
+
+    /// The hooks and actions each unit ran, in order, from the debug log.
+    pub fn ran(&self, unit: &str) -> Vec<String> {
+        let tag = format!("unit-{}: ", unit.replace('/', "-"));
+        self.debug_log()
+            .lines()
+            .filter(|l| l.starts_with(&tag))
+            .filter_map(|l| {
+                let rest = l.split_once(" ran \"")?.1;
+                let (name, _) = rest.split_once('"')?;
+                Some(name.to_owned())
+            })
+            .collect()
+    }
+}
+
+impl Drop for Model {
+    fn drop(&mut self) {
+        let _ = self.juju(&["destroy-model", "--force"]);
+    }
+}
