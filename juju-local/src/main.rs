@@ -1,6 +1,32 @@
 //! juju-local: a Juju model on one machine (see docs/juju-local.md).
+//!
+//! One multi-call binary: started under a hook tool's name (through the
+//! symlinks in `<model>/bin`) it is the tool client and does nothing else;
+//! otherwise it is the `juju-local` command line.
+
+mod builtin;
+mod charm;
+mod charmzip;
+mod cli;
+mod client;
+mod context;
+mod debuglog;
+mod flags;
+mod format;
+mod fsutil;
+mod model;
+mod net;
+mod queue;
+mod runner;
+mod schema;
+mod settle;
+mod tools;
 
 fn main() {
-    eprintln!("ERROR juju-local is not built yet");
-    std::process::exit(1);
+    let mut args = std::env::args();
+    let argv0 = args.next().unwrap_or_default();
+    if let Some(tool) = client::tool_name(&argv0) {
+        std::process::exit(client::run(tool, args.collect()));
+    }
+    std::process::exit(cli::main(args.collect()));
 }
