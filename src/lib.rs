@@ -6,7 +6,10 @@
 //!   the one place that turns a handler's result into an exit code, a status or
 //!   an action failure.
 //! - [`actions`]: one module per action, each `run()` a narrated list of steps.
+//! - [`postgres`]: the workload: binaries, the server and its files, rendered
+//!   configuration, the OS user it runs as, SQL. Knows nothing of Juju.
 
 pub mod actions;
 pub mod charm;
 pub mod juju;
+pub mod postgres;

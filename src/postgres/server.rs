@@ -1,0 +1,250 @@
+//! One unit's server: where its files are in the unit's storage, and the
+//! programs that create, start, stop, promote and seed it. Starting and
+//! stopping are idempotent; a data directory is only ever replaced by one
+//! that is complete.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context as _, Result};
+
+use super::binaries::Binaries;
+use super::conf::PORT;
+use super::os_user::{run, ServerUser};
+
+/// The server's files inside the unit's `pgdata` storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    pub storage: PathBuf,
+}
+
+impl Layout {
+    pub fn new(storage: impl Into<PathBuf>) -> Self {
+        Self {
+            storage: storage.into(),
+        }
+    }
+    pub fn data(&self) -> PathBuf {
+        self.storage.join("data")
+    }
+    pub fn socket_dir(&self) -> PathBuf {
+        self.storage.join("run")
+    }
+    pub fn log_dir(&self) -> PathBuf {
+        self.storage.join("logs")
+    }
+    /// The libpq password file the server's own connections use (mode 0600).
+    pub fn passfile(&self) -> PathBuf {
+        self.storage.join("pgpass")
+    }
+    pub fn tls_dir(&self) -> PathBuf {
+        self.storage.join("tls")
+    }
+    /// Where a replaced data directory waits until its replacement is proven.
+    pub fn set_aside(&self) -> PathBuf {
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        self.storage.join(format!("data.old-{secs}"))
+    }
+}
+
+/// The server of this unit.
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub bin: Binaries,
+    pub layout: Layout,
+    pub user: ServerUser,
+}
+
+impl Server {
+    pub fn new(bin: Binaries, layout: Layout, user: ServerUser) -> Self {
+        Self { bin, layout, user }
+    }
+
+    /// True once `initdb` or a base backup has produced a data directory.
+    pub fn is_initialised(&self) -> bool {
+        self.layout.data().join("PG_VERSION").exists()
+    }
+
+    /// Creates the directories the server needs, owned by its user.
+    pub fn prepare_dirs(&self) -> Result<()> {
+        self.user.create_dir(&self.layout.storage, 0o755)?;
+        self.user.create_dir(&self.layout.socket_dir(), 0o755)?;
+        self.user.create_dir(&self.layout.log_dir(), 0o750)?;
+        self.user.create_dir(&self.layout.tls_dir(), 0o700)
+    }
+
+    /// `initdb --data-checksums` with `superuser` as the bootstrap superuser
+    /// and its password from a private file, never from argv.
+    pub fn initdb(&self, superuser: &str, password: &str) -> Result<()> {
+        self.prepare_dirs()?;
+        let pwfile = self.layout.storage.join("initdb.pw");
+        self.user.write_file(&pwfile, password.as_bytes(), 0o600)?;
+        let result = run(
+            self.user
+                .command(self.bin.program("initdb"))
+                .arg("--pgdata")
+                .arg(self.layout.data())
+                .args([
+                    "--data-checksums",
+                    "--encoding=UTF8",
+                    "--locale=C.UTF-8",
+                    "--auth=scram-sha-256",
+                ])
+                .arg(format!("--username={superuser}"))
+                .arg(format!("--pwfile={}", pwfile.display())),
+            "initialise the database cluster",
+        );
+        let _ = std::fs::remove_file(&pwfile);
+        result.map(drop)
+    }
+
+    /// Writes a configuration file into the data directory; true if it changed.
+    pub fn write_config(&self, name: &str, contents: &str) -> Result<bool> {
+        let path = self.layout.data().join(name);
+        if std::fs::read_to_string(&path).ok().as_deref() == Some(contents) {
+            return Ok(false);
+        }
+        self.user.write_file(&path, contents.as_bytes(), 0o600)?;
+        Ok(true)
+    }
+
+    /// Whether the server is running, as `pg_ctl status` says.
+    pub fn is_running(&self) -> Result<bool> {
+        if !self.is_initialised() {
+            return Ok(false);
+        }
+        let status = self
+            .user
+            .command(self.bin.program("pg_ctl"))
+            .arg("status")
+            .arg("--pgdata")
+            .arg(self.layout.data())
+            .output()
+            .context("cannot run pg_ctl status")?;
+        // pg_ctl status: 0 running, 3 not running, 4 no data directory.
+        match status.status.code() {
+            Some(0) => Ok(true),
+            Some(3) | Some(4) => Ok(false),
+            _ => bail!(
+                "pg_ctl status failed: {}",
+                String::from_utf8_lossy(&status.stderr).trim()
+            ),
+        }
+    }
+
+    /// Starts the server and waits until it accepts connections.
+    pub fn start(&self) -> Result<()> {
+        if self.is_running()? {
+            return Ok(());
+        }
+        let log = self.layout.log_dir().join("startup.log");
+        run(
+            self.user
+                .command(self.bin.program("pg_ctl"))
+                .arg("start")
+                .args(["--wait", "--timeout=120", "--silent"])
+                .arg("--pgdata")
+                .arg(self.layout.data())
+                .arg("--log")
+                .arg(&log),
+            "start postgresql",
+        )
+        .with_context(|| format!("the server's log is {}", log.display()))
+        .map(drop)
+    }
+
+    /// Stops the server (fast mode: sessions are ended, WAL is flushed and
+    /// sent to replicas); nothing to do when it is not running.
+    pub fn stop(&self) -> Result<()> {
+        if !self.is_running()? {
+            return Ok(());
+        }
+        run(
+            self.user
+                .command(self.bin.program("pg_ctl"))
+                .arg("stop")
+                .args(["--wait", "--timeout=120", "--silent", "--mode=fast"])
+                .arg("--pgdata")
+                .arg(self.layout.data()),
+            "stop postgresql",
+        )
+        .map(drop)
+    }
+
+    /// Asks the running server to reread its configuration.
+    pub fn reload(&self) -> Result<()> {
+        run(
+            self.user
+                .command(self.bin.program("pg_ctl"))
+                .arg("reload")
+                .arg("--pgdata")
+                .arg(self.layout.data()),
+            "reload postgresql's configuration",
+        )
+        .map(drop)
+    }
+
+    /// Ends recovery on a replica: it becomes a primary.
+    pub fn promote(&self) -> Result<()> {
+        run(
+            self.user
+                .command(self.bin.program("pg_ctl"))
+                .arg("promote")
+                .args(["--wait", "--timeout=120", "--silent"])
+                .arg("--pgdata")
+                .arg(self.layout.data()),
+            "promote postgresql",
+        )
+        .map(drop)
+    }
+
+    /// Seeds this unit as a replica of `primary`: a base backup into a new
+    /// directory through the replica's slot, then swapped in; what was there
+    /// before is kept aside and returned for the caller to remove once the
+    /// new server has proven itself.
+    pub fn seed_from(&self, primary: IpAddr, slot: &str) -> Result<Option<PathBuf>> {
+        self.prepare_dirs()?;
+        let incoming = self.layout.storage.join("data.incoming");
+        if incoming.exists() {
+            std::fs::remove_dir_all(&incoming).context("cannot clear an unfinished base backup")?;
+        }
+        run(
+            self.user
+                .command(self.bin.program("pg_basebackup"))
+                .arg("--pgdata")
+                .arg(&incoming)
+                .args(["--wal-method=stream", "--checkpoint=fast", "--no-password"])
+                .arg(format!("--host={primary}"))
+                .arg(format!("--port={PORT}"))
+                .arg("--username=replication")
+                .arg(format!("--slot={slot}"))
+                .env("PGPASSFILE", self.layout.passfile()),
+            "copy the primary's data with pg_basebackup",
+        )?;
+        // Marks it a standby before it is ever started.
+        self.user
+            .write_file(&incoming.join("standby.signal"), b"", 0o600)?;
+        self.swap_in(&incoming)
+    }
+
+    /// Puts a complete data directory in place; returns the old one, set aside.
+    fn swap_in(&self, incoming: &Path) -> Result<Option<PathBuf>> {
+        if !incoming.join("PG_VERSION").exists() {
+            bail!("{} is not a complete data directory", incoming.display());
+        }
+        let data = self.layout.data();
+        let old = if data.exists() {
+            let aside = self.layout.set_aside();
+            std::fs::rename(&data, &aside).context("cannot set the old data directory aside")?;
+            Some(aside)
+        } else {
+            None
+        };
+        std::fs::rename(incoming, &data).context("cannot put the new data directory in place")?;
+        Ok(old)
+    }
+}

@@ -1,0 +1,198 @@
+//! The charm's SQL connection to a server (its own over the Unix socket, or
+//! another unit's over TCP) and the statements it runs: roles with
+//! client-side SCRAM verifiers, replication slots, replication state.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use tokio::runtime::Runtime;
+use tokio_postgres::{Client, Config, NoTls};
+
+use super::conf::PORT;
+
+/// A blocking connection: the charm's hooks are sequential, so a
+/// current-thread runtime per connection is all it needs.
+pub struct Db {
+    rt: Runtime,
+    client: Client,
+}
+
+/// A replica as the primary's `pg_stat_replication` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaState {
+    pub application_name: String,
+    pub client_addr: Option<IpAddr>,
+    pub state: String,
+}
+
+impl Db {
+    /// Connects to this unit's server over its Unix socket.
+    pub fn local(socket_dir: &Path, user: &str, password: &str) -> Result<Self> {
+        let mut config = Config::new();
+        config.host_path(socket_dir).port(PORT);
+        Self::connect(config, user, password).with_context(|| {
+            format!(
+                "cannot connect to the local server through {}",
+                socket_dir.display()
+            )
+        })
+    }
+
+    /// Connects to another unit's server.
+    pub fn remote(host: IpAddr, user: &str, password: &str) -> Result<Self> {
+        let mut config = Config::new();
+        config.host(host.to_string()).port(PORT);
+        Self::connect(config, user, password)
+            .with_context(|| format!("cannot connect to the server at {host}:{PORT}"))
+    }
+
+    fn connect(mut config: Config, user: &str, password: &str) -> Result<Self> {
+        config
+            .user(user)
+            .password(password)
+            .dbname("postgres")
+            .application_name("postgresql-charm")
+            .connect_timeout(Duration::from_secs(10));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        let client = rt.block_on(async {
+            let (client, connection) = config.connect(NoTls).await?;
+            tokio::spawn(connection);
+            Ok::<_, tokio_postgres::Error>(client)
+        })?;
+        Ok(Self { rt, client })
+    }
+
+    pub fn execute(&self, sql: &str) -> Result<()> {
+        self.rt
+            .block_on(self.client.batch_execute(sql))
+            .with_context(|| format!("statement failed: {}", first_words(sql)))
+    }
+
+    /// Whether the server is a replica (in recovery).
+    pub fn is_in_recovery(&self) -> Result<bool> {
+        let row = self
+            .rt
+            .block_on(self.client.query_one("SELECT pg_is_in_recovery()", &[]))?;
+        Ok(row.get(0))
+    }
+
+    /// Creates the role, or sets its password, from a verifier computed here
+    /// so the plain text never reaches the server or its logs.
+    pub fn set_role(&self, role: &str, attributes: &str, password: &str) -> Result<()> {
+        let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
+        let exists = self
+            .rt
+            .block_on(
+                self.client
+                    .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role]),
+            )?
+            .is_some();
+        let verb = if exists { "ALTER" } else { "CREATE" };
+        self.execute(&format!(
+            "{verb} ROLE {} WITH {attributes} PASSWORD {}",
+            ident(role),
+            literal(&verifier)
+        ))
+        .with_context(|| format!("cannot set the role {role}"))
+    }
+
+    /// Names of the physical replication slots.
+    pub fn slots(&self) -> Result<Vec<String>> {
+        let rows = self.rt.block_on(self.client.query(
+            "SELECT slot_name::text FROM pg_replication_slots WHERE slot_type = 'physical'",
+            &[],
+        ))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    pub fn create_slot(&self, name: &str) -> Result<()> {
+        self.rt
+            .block_on(
+                self.client
+                    .execute("SELECT pg_create_physical_replication_slot($1)", &[&name]),
+            )
+            .with_context(|| format!("cannot create the replication slot {name}"))
+            .map(drop)
+    }
+
+    /// Drops a slot unless a replica is streaming through it right now.
+    pub fn drop_slot(&self, name: &str) -> Result<bool> {
+        let dropped = self
+            .rt
+            .block_on(self.client.query(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active",
+                &[&name],
+            ))
+            .with_context(|| format!("cannot drop the replication slot {name}"))?;
+        Ok(!dropped.is_empty())
+    }
+
+    /// The replicas streaming from this server.
+    pub fn replication(&self) -> Result<Vec<ReplicaState>> {
+        let rows = self.rt.block_on(self.client.query(
+            "SELECT application_name, host(client_addr), state FROM pg_stat_replication",
+            &[],
+        ))?;
+        Ok(rows
+            .iter()
+            .map(|r| ReplicaState {
+                application_name: r.get(0),
+                client_addr: r.get::<_, Option<String>>(1).and_then(|a| a.parse().ok()),
+                state: r.get::<_, Option<String>>(2).unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// Whether this replica's WAL receiver is streaming.
+    pub fn is_streaming(&self) -> Result<bool> {
+        let row = self.rt.block_on(self.client.query_opt(
+            "SELECT status FROM pg_stat_wal_receiver WHERE status = 'streaming'",
+            &[],
+        ))?;
+        Ok(row.is_some())
+    }
+
+    /// Makes the WAL receiver reconnect (with the current password file).
+    pub fn restart_wal_receiver(&self) -> Result<()> {
+        self.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_wal_receiver")
+    }
+}
+
+/// A quoted SQL identifier.
+pub fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A quoted SQL string literal (standard_conforming_strings is on).
+pub fn literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+/// The start of a statement, for error messages: never its literals.
+fn first_words(sql: &str) -> String {
+    sql.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(literal("it's"), "'it''s'");
+    }
+
+    #[test]
+    fn error_context_never_carries_a_password() {
+        assert_eq!(
+            first_words("ALTER ROLE \"x\" WITH LOGIN PASSWORD 'SCRAM...'"),
+            "ALTER ROLE \"x\""
+        );
+    }
+}
