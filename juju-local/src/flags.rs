@@ -216,8 +216,8 @@ mod tests {
     #[test]
     fn errors() {
         assert_eq!(
-            parse(&spec(), &s(&["--x"])).unwrap_err(),
-            "option provided but not defined: --x"
+            parse(&spec(), &s(&["--xyz"])).unwrap_err(),
+            "option provided but not defined: --xyz"
         );
         assert_eq!(
             parse(&spec(), &s(&["-z"])).unwrap_err(),

@@ -215,7 +215,7 @@ pub fn add_unit(dir: &Path, args: &[String]) -> Result<i32> {
     let p = parse(&Spec::new().flag(&["n", "num-units"], Kind::Value), args)?;
     let n = count(&p)?;
     let app = p.args.first().context("no application specified")?.clone();
-    with_model(&dir.to_path_buf(), |md, model| {
+    with_model(dir, |md, model| {
         model.app(&app)?;
         let meta = CharmMeta::load(&md.charm_dir(&app))?;
         add_units(md, model, &meta, &app, n)
@@ -227,7 +227,7 @@ pub fn remove_unit(dir: &Path, args: &[String]) -> Result<i32> {
     if p.args.is_empty() {
         bail!("no units specified");
     }
-    with_model(&dir.to_path_buf(), |_, model| {
+    with_model(dir, |_, model| {
         for u in &p.args {
             let unit = model.unit(u)?;
             if unit.dying {
@@ -260,7 +260,7 @@ pub fn config(dir: &Path, args: &[String]) -> Result<i32> {
         print!("{}", crate::format::yaml(&Value::Object(out)));
         return Ok(0);
     }
-    with_model(&dir.to_path_buf(), |md, model| {
+    with_model(dir, |md, model| {
         let meta = CharmMeta::load(&md.charm_dir(&app))?;
         model.app(&app)?;
         let mut changes = Vec::new();
@@ -360,7 +360,7 @@ pub fn integrate(dir: &Path, args: &[String]) -> Result<i32> {
     let [a, b] = p.args.as_slice() else {
         bail!("an integration must involve two applications");
     };
-    with_model(&dir.to_path_buf(), |md, model| {
+    with_model(dir, |md, model| {
         let (ea, eb, interface) = match_ends(md, model, a, b)?;
         let exists = model
             .relations
@@ -402,7 +402,7 @@ pub fn remove_relation(dir: &Path, args: &[String]) -> Result<i32> {
     let [a, b] = p.args.as_slice() else {
         bail!("a relation must involve two applications");
     };
-    with_model(&dir.to_path_buf(), |_, model| {
+    with_model(dir, |_, model| {
         let (app_a, ep_a) = split_end(a);
         let (app_b, ep_b) = split_end(b);
         let hit = |r: &&Relation, app: &str, ep: &Option<String>| {

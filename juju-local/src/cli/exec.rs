@@ -12,8 +12,11 @@ use crate::model::{Model, ModelDir};
 use crate::queue::QueuedHook;
 use crate::runner::{self, Output, Program};
 
+/// exec's (flag, value) pairs and the command with its arguments.
+type ExecArgs = (Vec<(String, String)>, Vec<String>);
+
 /// Parses exec's flags up to the first positional (the command keeps its own flags).
-fn exec_args(args: &[String]) -> Result<(Vec<(String, String)>, Vec<String>)> {
+fn exec_args(args: &[String]) -> Result<ExecArgs> {
     let mut flags = Vec::new();
     let mut i = 0;
     while i < args.len() {

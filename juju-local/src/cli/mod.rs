@@ -111,7 +111,7 @@ pub fn report(errors: &[String]) -> i32 {
 
 /// Opens an existing model, loads it and settles it after `f` changed it.
 pub fn with_model(
-    dir: &PathBuf,
+    dir: &std::path::Path,
     f: impl FnOnce(&ModelDir, &mut Model) -> Result<()>,
 ) -> Result<i32> {
     let md = ModelDir::open(dir, false)?;

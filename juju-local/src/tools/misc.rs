@@ -161,7 +161,7 @@ pub fn run(ctx: &mut HookContext, req: &Request) -> Out {
 }
 
 fn config_get(ctx: &mut HookContext, a: &[String]) -> Out {
-    let p = parse(&Spec::new().format().flag(&["a", "all"], Kind::Bool), a)?;
+    let p = parse(&Spec::new().format().flag(&["all", "a"], Kind::Bool), a)?;
     check_format(&p, SMART)?;
     let app = ctx.work.app(ctx.app()).map_err(|e| fail(e.to_string()))?;
     let mut all = Map::new();

@@ -226,10 +226,9 @@ fn get(ctx: &mut HookContext, args: &[String]) -> Out {
     let latest = secret.latest();
     let revision = if owns(ctx, &secret) {
         if let (Some(l), true) = (label, args.iter().any(|a| !a.starts_with('-'))) {
-            ctx.work
-                .secrets
-                .get_mut(&id)
-                .map(|s| s.label = Some(l.to_string()));
+            if let Some(s) = ctx.work.secrets.get_mut(&id) {
+                s.label = Some(l.to_string());
+            }
         }
         latest
     } else {
@@ -244,7 +243,7 @@ fn get(ctx: &mut HookContext, args: &[String]) -> Out {
         if p.on("refresh") {
             entry.revision = latest;
         }
-        if let (Some(l), true) = (label, p.args.first().is_some()) {
+        if let (Some(l), true) = (label, !p.args.is_empty()) {
             entry.label = Some(l.to_string());
         }
         if p.on("peek") {
