@@ -40,6 +40,16 @@ pub fn app_status(model: &Model, app: &str) -> Status {
     best
 }
 
+/// Workload status and agent status as `juju status` shows them: a hook
+/// error is the workload's `error` with the agent `idle`.
+fn shown(unit: &crate::model::Unit) -> (Status, String) {
+    if unit.agent == "error" {
+        (Status::new("error", &unit.agent_message), "idle".into())
+    } else {
+        (unit.workload.clone(), unit.agent.clone())
+    }
+}
+
 fn to_json(md: &ModelDir, model: &Model) -> Value {
     let mut apps = Map::new();
     for (name, app) in &model.apps {
@@ -47,14 +57,12 @@ fn to_json(md: &ModelDir, model: &Model) -> Value {
         let mut units = Map::new();
         for u in model.units_of(name) {
             let unit = &model.units[&u];
-            let mut ws = json!({"current": unit.workload.status});
-            if !unit.workload.message.is_empty() {
-                ws["message"] = json!(unit.workload.message);
+            let (wl, agent) = shown(unit);
+            let mut ws = json!({"current": wl.status});
+            if !wl.message.is_empty() {
+                ws["message"] = json!(wl.message);
             }
-            let mut js = json!({"current": unit.agent, "version": "3.6.0"});
-            if !unit.agent_message.is_empty() {
-                js["message"] = json!(unit.agent_message);
-            }
+            let js = json!({"current": agent, "version": "3.6.0"});
             let mut entry = json!({
                 "workload-status": ws,
                 "juju-status": js,
@@ -176,19 +184,15 @@ fn tabular(md: &ModelDir, model: &Model) -> String {
         .to_vec()];
     for (name, unit) in &model.units {
         let star = if model.is_leader(name) { "*" } else { "" };
-        let (ws, msg) = if unit.agent == "error" {
-            ("error".to_string(), unit.agent_message.clone())
-        } else {
-            (unit.workload.status.clone(), unit.workload.message.clone())
-        };
+        let (wl, agent) = shown(unit);
         let ports: Vec<&str> = unit.ports.iter().map(String::as_str).collect();
         rows.push(vec![
             format!("{name}{star}"),
-            ws,
-            unit.agent.clone(),
+            wl.status,
+            agent,
             unit.address.clone(),
             ports.join(","),
-            msg,
+            wl.message,
         ]);
     }
     out.push_str(&table(&rows));
