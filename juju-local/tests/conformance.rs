@@ -98,6 +98,35 @@ fn is_leader_true_for_the_leader_only() {
     assert_eq!(m.sh(&other, "is-leader"), "False\n");
 }
 
+#[test]
+fn leadership_moves_when_the_leader_goes() {
+    let m = Model::new();
+    m.deploy("alpha", 2);
+    let leader = m.leader("alpha");
+    let other = m.non_leader("alpha");
+    assert!(
+        m.dispatch_log(&leader)
+            .contains(&"hooks/leader-elected".to_string()),
+        "{:?}",
+        m.dispatch_log(&leader)
+    );
+    assert!(
+        !m.dispatch_log(&other)
+            .contains(&"hooks/leader-elected".to_string()),
+        "only the leader runs leader-elected: {:?}",
+        m.dispatch_log(&other)
+    );
+    m.cli_ok("remove-unit", &[&leader]);
+    assert_eq!(m.leader("alpha"), other);
+    assert_eq!(m.sh(&other, "is-leader --format=json"), "true\n");
+    assert!(
+        m.dispatch_log(&other)
+            .contains(&"hooks/leader-elected".to_string()),
+        "the new leader runs leader-elected: {:?}",
+        m.dispatch_log(&other)
+    );
+}
+
 // ------------------------------------------------------ status-set / status-get
 
 #[test]
@@ -115,6 +144,13 @@ fn status_set_and_status_get() {
         json!({"message": "doing things", "status": "maintenance", "status-data": {}})
     );
     assert_eq!(m.sh("alpha/0", "status-get"), "maintenance\n");
+
+    // Without a message, the message is empty.
+    m.sh("alpha/0", "status-set active");
+    assert_eq!(
+        m.sh_json("alpha/0", "status-get --include-data --format=json"),
+        json!({"message": "", "status": "active", "status-data": {}})
+    );
 
     // Every allowed status is accepted.
     for s in ["maintenance", "blocked", "waiting", "active"] {
@@ -317,6 +353,34 @@ fn state_writes_are_dropped_after_a_failed_hook() {
     );
 }
 
+#[test]
+fn state_size_limits() {
+    let m = Model::new();
+    m.deploy("alpha", 1);
+    // A 256-byte key and a 64 KiB value are within the limits.
+    let key = "k".repeat(256);
+    m.sh(
+        "alpha/0",
+        &format!("printf '{key}: ' > /tmp/$$.yaml; head -c 65536 /dev/zero | tr '\\0' a >> /tmp/$$.yaml; state-set --file - < /tmp/$$.yaml; rc=$?; rm -f /tmp/$$.yaml; exit $rc"),
+    );
+    let state = m.sh_json("alpha/0", "state-get --format=json");
+    assert_eq!(state[key.as_str()].as_str().map(str::len), Some(65536));
+
+    // One byte more, of either, is refused: the write never lands.
+    let long_key = "k".repeat(257);
+    let out = m.exec_out("alpha/0", &[], &format!("state-set {long_key}=v"));
+    assert_ne!(out.code, 0, "a 257-byte key was accepted");
+    let out = m.exec_out(
+        "alpha/0",
+        &[],
+        "printf 'big: ' > /tmp/$$.yaml; head -c 65537 /dev/zero | tr '\\0' a >> /tmp/$$.yaml; state-set --file - < /tmp/$$.yaml; rc=$?; rm -f /tmp/$$.yaml; exit $rc",
+    );
+    assert_ne!(out.code, 0, "a 65537-byte value was accepted");
+    let state = m.sh_json("alpha/0", "state-get --format=json");
+    let keys: Vec<&String> = state.as_object().unwrap().keys().collect();
+    assert_eq!(keys, vec![&key], "only the first write was kept");
+}
+
 // ---------------------------------------------------------------- storage-get
 
 #[test]
@@ -484,15 +548,15 @@ fn unknown_flags_exit_2() {
     for (tool, line) in [
         (
             "is-leader --bogus",
-            "ERROR flag provided but not defined: --bogus",
+            "ERROR option provided but not defined: --bogus",
         ),
         (
             "config-get --nope=1",
-            "ERROR flag provided but not defined: --nope",
+            "ERROR option provided but not defined: --nope",
         ),
         (
             "relation-ids peers --bogus",
-            "ERROR flag provided but not defined: --bogus",
+            "ERROR option provided but not defined: --bogus",
         ),
     ] {
         let out = m.exec_out("alpha/0", &[], tool);

@@ -139,14 +139,20 @@ fn action_set_nests_splits_and_merges() {
     m.deploy("alpha", 1);
     let (out, task) = m.run_exec_action(
         "alpha/0",
-        "action-set a=1 b.c=x=y && action-set b.d=2 a=3 deep.er.key=v",
+        "action-set a=1 b.c=x=y num=5 && action-set b.d=2 a=3 deep.er.key=v",
     );
     out.ok("run exec");
     assert_eq!(task["status"], "completed", "{task}");
+    assert_eq!(task["unit"], "alpha/0", "{task}");
+    let id = task["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("id is a string: {task}"));
+    assert!(id.parse::<u64>().is_ok(), "{task}");
     let r = results(&task);
     assert_eq!(r["a"], json!("3"), "later calls win: {task}");
     assert_eq!(r["b"], json!({"c": "x=y", "d": "2"}), "{task}");
     assert_eq!(r["deep"], json!({"er": {"key": "v"}}), "{task}");
+    assert_eq!(r["num"], json!("5"), "values are strings: {task}");
     assert_eq!(r["return-code"], json!(0), "{task}");
 
     // Plain output: the results as YAML on stdout.
@@ -339,6 +345,17 @@ fn action_log_is_streamed_to_runs_stderr() {
         out.stderr.contains("Running operation "),
         "progress on stderr: {}",
         out.stderr
+    );
+    // The task keeps the log.
+    let (_, task) = m.run_exec_action("alpha/0", "action-log -- kept in the task log");
+    let log = task["log"]
+        .as_array()
+        .unwrap_or_else(|| panic!("log is a list: {task}"));
+    assert!(
+        log.iter().any(|l| l
+            .as_str()
+            .is_some_and(|l| l.ends_with("kept in the task log"))),
+        "{task}"
     );
 }
 

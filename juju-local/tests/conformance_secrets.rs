@@ -160,6 +160,12 @@ fn secret_revisions_refresh_and_peek() {
         "{:?}",
         m.dispatch_log(&other)
     );
+    assert!(
+        !m.dispatch_log(&leader)
+            .contains(&"hooks/secret-changed".to_string()),
+        "the writer is not told of its own change: {:?}",
+        m.dispatch_log(&leader)
+    );
     // ...but keeps seeing its revision until it refreshes.
     let get = format!("secret-get --format=json {uri}");
     assert_eq!(m.sh_json(&other, &get), json!({"password": "one"}));
@@ -294,4 +300,58 @@ fn secret_changes_are_dropped_after_a_failed_hook() {
         Some(json!(1)),
         "{info}"
     );
+}
+
+#[test]
+fn secret_set_is_leader_only() {
+    let (m, leader, other) = setup();
+    let uri = add_secret(&m, &leader, "--label pw password=one");
+    let out = m.exec_out(&other, &[], &format!("secret-set {uri} password=two"));
+    assert_ne!(out.code, 0, "a non-leader updated an app secret");
+    assert!(out.stderr.starts_with("ERROR "), "{}", out.stderr);
+    assert_eq!(
+        m.sh_json(&other, &format!("secret-get --format=json {uri} --peek")),
+        json!({"password": "one"})
+    );
+}
+
+#[test]
+fn secret_add_reads_values_from_files() {
+    let (m, leader, _) = setup();
+    let uri = m
+        .sh(
+            &leader,
+            "printf 'line one\\nline two' > cert.pem && \
+             secret-add --owner application cert#file=cert.pem user=admin; rc=$?; rm -f cert.pem; exit $rc",
+        )
+        .trim()
+        .to_string();
+    xid(&uri);
+    assert_eq!(
+        m.sh_json(&leader, &format!("secret-get --format=json {uri}")),
+        json!({"cert": "line one\nline two", "user": "admin"})
+    );
+}
+
+#[test]
+fn secrets_are_shared_with_a_related_app_by_grant() {
+    let m = Model::new();
+    m.deploy("alpha", 1);
+    m.deploy("beta", 1);
+    m.integrate("alpha:db", "beta:api");
+    let db = m.relation_id("alpha/0", "db");
+    let leader = m.leader("alpha");
+    let uri = add_secret(&m, &leader, "password=shared");
+    let get = format!("secret-get --format=json {uri}");
+
+    let out = m.exec_out("beta/0", &[], &get);
+    assert_ne!(out.code, 0, "beta read a secret it was not granted");
+    assert!(!out.stdout.contains("shared"), "{}", out.stdout);
+
+    m.sh(&leader, &format!("secret-grant -r {db} {uri}"));
+    assert_eq!(m.sh_json("beta/0", &get), json!({"password": "shared"}));
+
+    m.sh(&leader, &format!("secret-revoke -r {db} {uri}"));
+    let out = m.exec_out("beta/0", &[], &get);
+    assert_ne!(out.code, 0, "beta still reads a revoked secret");
 }
