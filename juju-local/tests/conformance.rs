@@ -453,6 +453,8 @@ fn network_get_gives_each_unit_its_own_address() {
         addrs.push(bind);
     }
     assert_ne!(addrs[0], addrs[1], "units have distinct addresses");
+    let out = m.exec_out("alpha/0", &[], "network-get --format=json no-such-binding");
+    assert_ne!(out.code, 0, "an unknown binding: {}", out.stdout);
     let st = m.status();
     assert_eq!(
         st["applications"]["alpha"]["units"]["alpha/0"]["public-address"],
@@ -475,6 +477,16 @@ fn open_and_close_port() {
     assert_eq!(code, 1);
     let (code, _, _) = m.exec("alpha/0", &[], "close-port 5432/tcp; exit 1");
     assert_eq!(code, 1);
+    assert_eq!(m.sh("alpha/0", "opened-ports"), "5432/tcp\n");
+
+    // The hook sees its own pending changes.
+    let (code, out, _) = m.exec(
+        "alpha/0",
+        &[],
+        "open-port 7000/tcp && close-port 5432/tcp && opened-ports; exit 1",
+    );
+    assert_eq!(code, 1);
+    assert_eq!(out, "7000/tcp\n");
     assert_eq!(m.sh("alpha/0", "opened-ports"), "5432/tcp\n");
 
     m.sh("alpha/0", "close-port 5432/tcp");

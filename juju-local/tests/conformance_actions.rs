@@ -107,7 +107,7 @@ fn action_environment() {
     m.deploy("alpha", 2);
     let leader = m.leader("alpha");
     // app/leader resolves to the leader unit.
-    let cmd = r#"echo "$JUJU_DISPATCH_PATH|$JUJU_ACTION_NAME|$JUJU_HOOK_NAME|$JUJU_UNIT_NAME""#;
+    let cmd = r#"echo "$JUJU_DISPATCH_PATH|$JUJU_ACTION_NAME|$JUJU_HOOK_NAME|$JUJU_UNIT_NAME"; echo "$JUJU_ACTION_UUID|$JUJU_ACTION_TAG""#;
     let out = m.cli(
         "run",
         &[
@@ -123,9 +123,12 @@ fn action_environment() {
     let v = out.json();
     let task = &v[leader.as_str()];
     assert_eq!(task["status"], "completed", "{v}");
+    let id = task["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("task id: {v}"));
     assert_eq!(
         results(task)["stdout"],
-        json!(format!("actions/exec|exec||{leader}\n")),
+        json!(format!("actions/exec|exec||{leader}\n{id}|action-{id}\n")),
         "{v}"
     );
     assert_eq!(results(task)["return-code"], json!(0), "{v}");

@@ -340,6 +340,12 @@ fn relation_get_errors() {
         &[r#"expected unit name, got application name "beta""#],
     );
 
+    let out = m.exec_out("alpha/0", &[], "relation-list --format=json -r 99");
+    assert_fails_with(
+        &out,
+        2,
+        r#"ERROR invalid value "99" for option -r: relation not found"#,
+    );
     // relation-set is just as strict about the relation id.
     let out = m.exec_out("alpha/0", &[], "relation-set -r 99 k=v");
     assert_fails_with(

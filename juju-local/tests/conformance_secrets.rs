@@ -309,6 +309,8 @@ fn secret_set_is_leader_only() {
     let out = m.exec_out(&other, &[], &format!("secret-set {uri} password=two"));
     assert_ne!(out.code, 0, "a non-leader updated an app secret");
     assert!(out.stderr.starts_with("ERROR "), "{}", out.stderr);
+    let out = m.exec_out(&other, &[], &format!("secret-remove {uri}"));
+    assert_ne!(out.code, 0, "a non-leader removed an app secret");
     assert_eq!(
         m.sh_json(&other, &format!("secret-get --format=json {uri} --peek")),
         json!({"password": "one"})
@@ -350,6 +352,15 @@ fn secrets_are_shared_with_a_related_app_by_grant() {
 
     m.sh(&leader, &format!("secret-grant -r {db} {uri}"));
     assert_eq!(m.sh_json("beta/0", &get), json!({"password": "shared"}));
+    // A consumer may give the secret its own label, then read it by that.
+    assert_eq!(
+        m.sh_json("beta/0", &format!("{get} --label theirs")),
+        json!({"password": "shared"})
+    );
+    assert_eq!(
+        m.sh_json("beta/0", "secret-get --format=json --label theirs"),
+        json!({"password": "shared"})
+    );
 
     m.sh(&leader, &format!("secret-revoke -r {db} {uri}"));
     let out = m.exec_out("beta/0", &[], &get);
