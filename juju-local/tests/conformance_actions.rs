@@ -364,8 +364,16 @@ fn action_log_is_streamed_to_runs_stderr() {
 
 // ------------------------------------------------ parameter validation by run
 
+fn actions_ran(m: &Model) -> Vec<String> {
+    m.dispatch_log("alpha/0")
+        .into_iter()
+        .filter(|h| h.starts_with("actions/"))
+        .collect()
+}
+
 #[track_caller]
 fn assert_rejected(m: &Model, action: &str, params: &[&str]) {
+    let before = actions_ran(m);
     let mut args = vec!["alpha/0", action];
     args.extend_from_slice(params);
     let out = m.cli("run", &args);
@@ -379,12 +387,8 @@ fn assert_rejected(m: &Model, action: &str, params: &[&str]) {
         "run {action} {params:?}: {}",
         out.stderr
     );
-    let ran: Vec<String> = m
-        .dispatch_log("alpha/0")
-        .into_iter()
-        .filter(|h| h.starts_with("actions/"))
-        .collect();
-    assert!(ran.is_empty(), "the charm ran {ran:?}");
+    let ran = actions_ran(m);
+    assert_eq!(ran, before, "the charm ran the rejected action");
 }
 
 #[test]
@@ -397,6 +401,10 @@ fn run_validates_params_before_the_charm_runs() {
     assert_rejected(&m, "params", &["count=0"]);
     assert_rejected(&m, "exec", &[]);
     assert_rejected(&m, "noop", &["anything=1"]);
+    // Values are YAML: 5 is an integer, not the string a nested property wants.
+    assert_rejected(&m, "params", &["nested.level=5"]);
+
+    assert!(actions_ran(&m).is_empty());
 
     // The control: valid params run the charm.
     m.cli_ok("run", &["alpha/0", "params", "mode=slow"]);
@@ -407,4 +415,24 @@ fn run_validates_params_before_the_charm_runs() {
             .collect::<Vec<_>>(),
         vec!["actions/params"]
     );
+}
+
+#[test]
+fn run_takes_params_from_a_file_and_values_as_yaml() {
+    let m = Model::new();
+    m.deploy("alpha", 1);
+    let file = m.dir().with_file_name("params.yaml");
+    std::fs::write(&file, "mode: slow\nnested:\n  level: \"5\"\n").unwrap();
+    let (out, task) = m.run_json(
+        "alpha/0",
+        "params",
+        &["--params", file.to_str().unwrap(), "count=12"],
+    );
+    out.ok("run params --params FILE");
+    assert_eq!(
+        stdout_json(&task),
+        json!({"mode": "slow", "count": 12, "nested": {"level": "5"}})
+    );
+    // --string-args keeps "12" a string, which the schema refuses.
+    assert_rejected(&m, "params", &["count=12", "--string-args"]);
 }
