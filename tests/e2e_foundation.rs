@@ -65,19 +65,21 @@ fn a_three_unit_deploy_runs_the_charm_as_juju_would() {
         }
     }
 
-    // Three units, one leader, each honest about what it runs.
+    // Three units, one leader, each saying what it runs.
     let status = model.status();
     let units = status["applications"]["postgresql"]["units"]
         .as_object()
         .unwrap();
     assert_eq!(units.len(), 3, "{status:#}");
     assert_eq!(leader_of(&status), ["postgresql/0"]);
-    for unit in units.values() {
-        assert_eq!(unit["workload-status"]["current"], "waiting", "{unit:#}");
-        assert!(unit["workload-status"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("not set up"));
+    for (name, unit) in units {
+        assert_eq!(unit["workload-status"]["current"], "active", "{unit:#}");
+        let want = if name == "postgresql/0" {
+            "Primary"
+        } else {
+            "Replica, streaming"
+        };
+        assert_eq!(unit["workload-status"]["message"], want, "{unit:#}");
     }
 
     // get-password reaches the charm with the schema's default user filled in
@@ -93,12 +95,13 @@ fn a_three_unit_deploy_runs_the_charm_as_juju_would() {
     let replication = model.run_action("postgresql/1", "get-password", &["username=replication"]);
     assert_ne!(completed(&replication)["password"], operator.as_str());
 
-    // The charm logged through juju-log, and no password reached the log.
+    // The charm logged through juju-log, each line naming its hook, and no
+    // password reached the log.
     let log = model.debug_log();
-    assert!(
-        log.contains("generated the system users' passwords"),
-        "{log}"
-    );
+    let logged = log
+        .lines()
+        .find(|l| l.contains("generated the system users' passwords"));
+    assert!(logged.is_some_and(|l| l.contains("juju-log [")), "{log}");
     assert!(
         !log.contains(&operator),
         "a password leaked into the debug log"

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 
 use postgresql_charm::postgres::conf::{self, Profile, ServerSettings, Standby};
-use postgresql_charm::postgres::os_user::ServerUser;
+use postgresql_charm::postgres::os_user::{current_user_name, ServerUser};
 use postgresql_charm::postgres::server::{Layout, Server};
 use postgresql_charm::postgres::{binaries, sql::Db};
 
@@ -44,6 +44,10 @@ fn configure(server: &Server, ip: IpAddr, units: &[IpAddr], standby: Option<Stan
     server
         .write_config("pg_hba.conf", &conf::render_pg_hba(units))
         .unwrap();
+    let charm_user = current_user_name().unwrap();
+    server
+        .write_config("pg_ident.conf", &conf::render_pg_ident(&charm_user))
+        .unwrap();
 }
 
 struct StopOnDrop(Vec<Server>);
@@ -75,32 +79,28 @@ fn a_primary_and_a_streaming_replica() {
     configure(&primary, p_ip, &[p_ip, r_ip], None);
     primary.start().unwrap();
     primary.start().expect("start is idempotent");
-    let db = Db::local(
-        &primary.layout.socket_dir(),
-        "operator",
-        "first-operator-password",
-    )
-    .unwrap();
+    let db = Db::remote(p_ip, "operator", "first-operator-password").unwrap();
     db.execute("SELECT 1").unwrap();
     assert!(!db.is_in_recovery().unwrap());
+    // The charm's own OS user gets in as operator with no password.
+    Db::local_peer(&primary.layout.socket_dir())
+        .unwrap()
+        .execute("SELECT 1")
+        .unwrap();
 
     // Roles from verifiers: the new password works, the old one is refused.
     db.set_role("replication", "LOGIN REPLICATION", "replication-password")
         .unwrap();
     db.set_role("operator", "SUPERUSER LOGIN", "second-operator-password")
         .unwrap();
-    assert!(Db::local(
-        &primary.layout.socket_dir(),
-        "operator",
-        "first-operator-password"
-    )
-    .is_err());
-    let db = Db::local(
-        &primary.layout.socket_dir(),
-        "operator",
-        "second-operator-password",
-    )
-    .unwrap();
+    let refused = Db::remote(p_ip, "operator", "first-operator-password")
+        .err()
+        .expect("the old password is refused");
+    assert!(
+        format!("{refused:#}").contains("password authentication failed"),
+        "{refused:#}"
+    );
+    let db = Db::remote(p_ip, "operator", "second-operator-password").unwrap();
     db.execute("CREATE TABLE t(i int); INSERT INTO t SELECT generate_series(1, 1000)")
         .unwrap();
 
@@ -129,12 +129,7 @@ fn a_primary_and_a_streaming_replica() {
     );
     replica.start().unwrap();
 
-    let rdb = Db::local(
-        &replica.layout.socket_dir(),
-        "operator",
-        "second-operator-password",
-    )
-    .unwrap();
+    let rdb = Db::local_peer(&replica.layout.socket_dir()).unwrap();
     assert!(rdb.is_in_recovery().unwrap());
     db.execute("INSERT INTO t SELECT generate_series(1001, 2000)")
         .unwrap();

@@ -20,25 +20,26 @@ pub fn run(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
     let user: SystemUser = params.username.parse()?;
 
     // The peer app bag points at the secret; read this user's password.
-    let peers = Peers::load(tools, &ctx.app)?
+    let peers = Peers::load(tools, ctx)?
         .context("the peer relation does not exist yet: try again once the unit is installed")?;
-    let password = passwords::get(tools, &peers.app_data, user)?;
+    let passwords = passwords::load(tools, &peers.app_data)?;
 
-    action::set_results(tools, &json!({ "password": password }))
+    action::set_results(tools, &json!({ "password": passwords.get(user)? }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::actions::testing::context;
-    use crate::charm::reconcile::reconcile;
     use crate::juju::fake::FakeTools;
 
     #[test]
     fn answers_the_password_in_the_secret() {
         let tools = FakeTools::new("postgresql/0", true);
         tools.add_relation("database-peers:0", "postgresql", &[]);
-        reconcile(&context("postgresql/0", "get-password"), &tools).unwrap();
+        let ctx = context("postgresql/0", "get-password");
+        let mut peers = Peers::load(&tools, &ctx).unwrap().unwrap();
+        passwords::ensure(&tools, &mut peers).unwrap();
         tools.state.borrow_mut().params =
             json!({"username": "rewind"}).as_object().unwrap().clone();
 

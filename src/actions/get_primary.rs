@@ -8,7 +8,7 @@ use crate::juju::{action, Context, HookTools};
 
 pub fn run(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
     // The leader records the primary in the peer app bag.
-    let peers = Peers::load(tools, &ctx.app)?
+    let peers = Peers::load(tools, ctx)?
         .context("the peer relation does not exist yet: try again once the unit is installed")?;
     let primary = peers.app_data.primary.context(
         "the cluster has no primary yet: this version of the charm does not run PostgreSQL",

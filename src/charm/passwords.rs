@@ -101,9 +101,28 @@ pub fn validate(password: &str) -> Result<()> {
     Ok(())
 }
 
+/// The system users' passwords, as one revision of the secret holds them.
+#[derive(Clone)]
+pub struct Passwords(Fields);
+
+impl Passwords {
+    pub fn get(&self, user: SystemUser) -> Result<&str> {
+        self.0
+            .get(&user.secret_key())
+            .map(String::as_str)
+            .with_context(|| format!("the secret of the system users has no password for {user}"))
+    }
+}
+
+impl fmt::Debug for Passwords {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Passwords(..)")
+    }
+}
+
 /// On the leader: makes sure the secret exists with a password for every
 /// system user, and that the peer app bag points at it.
-pub fn ensure(tools: &dyn HookTools, peers: &mut Peers) -> Result<()> {
+pub fn ensure(tools: &dyn HookTools, peers: &mut Peers) -> Result<Passwords> {
     let Some(id) = peers.app_data.system_users_secret.clone() else {
         let content: Fields = SystemUser::ALL
             .iter()
@@ -113,13 +132,12 @@ pub fn ensure(tools: &dyn HookTools, peers: &mut Peers) -> Result<()> {
             .secret_add(Some(SECRET_LABEL), &content)
             .context("cannot create the secret for the system users' passwords")?;
         tracing::info!("generated the system users' passwords");
-        return peers.save_app_data(
-            tools,
-            PeerAppData {
-                system_users_secret: Some(id),
-                ..peers.app_data.clone()
-            },
-        );
+        let data = PeerAppData {
+            system_users_secret: Some(id),
+            ..peers.app_data.clone()
+        };
+        peers.save_app_data(tools, data)?;
+        return Ok(Passwords(content));
     };
     let mut content = read_all(tools, &id)?;
     let missing: Vec<String> = SystemUser::ALL
@@ -135,28 +153,25 @@ pub fn ensure(tools: &dyn HookTools, peers: &mut Peers) -> Result<()> {
             .secret_set(&id, &content)
             .context("cannot add the missing passwords to the secret")?;
     }
-    Ok(())
+    Ok(Passwords(content))
 }
 
-/// The password of one user, as the latest revision of the secret says.
-pub fn get(tools: &dyn HookTools, app_data: &PeerAppData, user: SystemUser) -> Result<String> {
+/// The passwords, from the latest revision of the secret.
+pub fn load(tools: &dyn HookTools, app_data: &PeerAppData) -> Result<Passwords> {
     let Some(id) = &app_data.system_users_secret else {
         bail!("the system users' passwords are not generated yet: the leader generates them when it is elected; try again in a moment");
     };
-    let content = read_all(tools, id)?;
-    content
-        .get(&user.secret_key())
-        .cloned()
-        .with_context(|| format!("the secret of the system users has no password for {user}"))
+    read_all(tools, id).map(Passwords)
 }
 
-/// Replaces one user's password in the secret (leader only).
+/// Replaces one user's password in the secret (leader only); returns the
+/// passwords as they now are.
 pub fn set(
     tools: &dyn HookTools,
     app_data: &PeerAppData,
     user: SystemUser,
     password: &str,
-) -> Result<()> {
+) -> Result<Passwords> {
     let Some(id) = &app_data.system_users_secret else {
         bail!("the system users' passwords are not generated yet: try again once the leader has settled");
     };
@@ -164,12 +179,13 @@ pub fn set(
     content.insert(user.secret_key(), password.to_owned());
     tools
         .secret_set(id, &content)
-        .with_context(|| format!("cannot store the new password of {user}"))
+        .with_context(|| format!("cannot store the new password of {user}"))?;
+    Ok(Passwords(content))
 }
 
 fn read_all(tools: &dyn HookTools, id: &str) -> Result<Fields> {
     tools
-        .secret_get(Some(id), None, SecretRead::Peek)
+        .secret_get(Some(id), None, SecretRead::Refresh)
         .context("cannot read the secret of the system users' passwords")
 }
 
@@ -193,6 +209,36 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "The action can be run only for users used by the charm: operator, replication, rewind, monitoring, backup not postgres"
+        );
+    }
+
+    #[test]
+    fn the_leader_creates_the_secret_once_and_the_bag_points_at_it() {
+        use crate::actions::testing::context;
+        use crate::juju::fake::FakeTools;
+
+        let tools = FakeTools::new("postgresql/0", true);
+        tools.add_relation("database-peers:0", "postgresql", &[]);
+        let ctx = context("postgresql/0", "get-password");
+        let mut peers = Peers::load(&tools, &ctx).unwrap().unwrap();
+        let first = ensure(&tools, &mut peers).unwrap();
+        let mut peers = Peers::load(&tools, &ctx).unwrap().unwrap();
+        let second = ensure(&tools, &mut peers).unwrap();
+
+        assert_eq!(
+            tools.state.borrow().secrets.len(),
+            1,
+            "a second run adds no secret"
+        );
+        assert!(peers.app_data.system_users_secret.is_some());
+        for user in SystemUser::ALL {
+            assert!(first.get(user).unwrap().len() >= 32);
+            assert_eq!(first.get(user).unwrap(), second.get(user).unwrap());
+        }
+        assert_eq!(
+            format!("{first:?}"),
+            "Passwords(..)",
+            "Debug never shows a password"
         );
     }
 

@@ -35,6 +35,8 @@ pub struct FakeState {
     pub action_logs: Vec<String>,
     pub state: Fields,
     pub address: String,
+    /// Storage id → location.
+    pub storage: BTreeMap<String, PathBuf>,
 }
 
 /// The fake; `state` is public so tests can arrange and inspect it.
@@ -290,8 +292,21 @@ impl HookTools for FakeTools {
         Ok(())
     }
 
+    fn storage_list(&self, name: &str) -> Result<Vec<String>> {
+        let state = self.state.borrow();
+        Ok(state
+            .storage
+            .keys()
+            .filter(|id| id.split('/').next() == Some(name))
+            .cloned()
+            .collect())
+    }
+
     fn storage_get(&self, storage_id: &str) -> Result<PathBuf> {
-        bail!("the fake has no storage {storage_id}")
+        match self.state.borrow().storage.get(storage_id) {
+            Some(path) => Ok(path.clone()),
+            None => bail!("the fake has no storage {storage_id}"),
+        }
     }
 
     fn network_get(&self, _binding: &str) -> Result<NetworkInfo> {

@@ -270,6 +270,11 @@ impl HookTools for ProcessTools {
         self.run("state-delete", &[key], None).map(drop)
     }
 
+    fn storage_list(&self, name: &str) -> Result<Vec<String>> {
+        let ids: Option<Vec<String>> = self.json("storage-list", &["--format=json", name])?;
+        Ok(ids.unwrap_or_default())
+    }
+
     fn storage_get(&self, storage_id: &str) -> Result<PathBuf> {
         let location: String = self.json(
             "storage-get",

@@ -207,6 +207,8 @@ pub trait HookTools {
     fn state_delete(&self, key: &str) -> Result<()>;
 
     // the machine
+    /// Ids (`name/N`) of this unit's storage instances called `name`.
+    fn storage_list(&self, name: &str) -> Result<Vec<String>>;
     fn storage_get(&self, storage_id: &str) -> Result<PathBuf>;
     fn network_get(&self, binding: &str) -> Result<NetworkInfo>;
     fn open_port(&self, port: u16) -> Result<()>;

@@ -92,6 +92,7 @@ pub fn render_postgresql_conf(s: &ServerSettings<'_>) -> String {
     set("wal_keep_size", "'256MB'".into());
     set("hot_standby", "on".into());
     set("hot_standby_feedback", "on".into());
+    set("wal_retrieve_retry_interval", "'1s'".into());
     set("archive_mode", "on".into());
     set("archive_command", quote(s.archive_command));
     set("archive_timeout", "60".into());
@@ -133,6 +134,7 @@ pub fn render_pg_hba(units: &[IpAddr]) -> String {
     sources.dedup();
     let mut out = String::from("# Rendered by the postgresql charm; edits are overwritten.\n");
     out.push_str("# TYPE  DATABASE     USER         ADDRESS              METHOD\n");
+    out.push_str("local   all          operator                          peer map=charm\n");
     out.push_str("local   all          all                               scram-sha-256\n");
     for ip in &sources {
         let cidr = match ip {
@@ -153,6 +155,12 @@ pub fn render_pg_hba(units: &[IpAddr]) -> String {
         }
     }
     out
+}
+
+/// Renders `pg_ident.conf`: the charm's OS user may connect as `operator`
+/// over the unit's socket without a password (peer authentication).
+pub fn render_pg_ident(charm_os_user: &str) -> String {
+    format!("# Rendered by the postgresql charm; edits are overwritten.\ncharm   {charm_os_user}   operator\n")
 }
 
 #[cfg(test)]
@@ -222,10 +230,13 @@ mod tests {
             "{hba}"
         );
         assert!(!hba.contains("trust") && !hba.contains("md5") && !hba.contains("0.0.0.0"));
+        // Only the charm's own OS user gets in without a password.
+        let peer = "local   all          operator                          peer map=charm";
         assert!(hba
             .lines()
-            .filter(|l| !l.starts_with('#'))
+            .filter(|l| !l.starts_with('#') && *l != peer)
             .all(|l| l.ends_with("scram-sha-256")));
+        assert_eq!(hba.matches("peer").count(), 1);
         assert!(
             hba.contains("127.0.0.1/32"),
             "loopback units connect from 127.0.0.1"

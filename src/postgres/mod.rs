@@ -5,5 +5,6 @@
 pub mod binaries;
 pub mod conf;
 pub mod os_user;
+pub mod roles;
 pub mod server;
 pub mod sql;

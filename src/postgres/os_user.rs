@@ -96,6 +96,21 @@ impl ServerUser {
     }
 }
 
+/// The name of the OS user this process runs as.
+pub fn current_user_name() -> Result<String> {
+    // SAFETY: getpwuid returns NULL or a pointer to static storage, copied
+    // out at once.
+    unsafe {
+        let pw = libc::getpwuid(libc::geteuid());
+        if pw.is_null() {
+            bail!("the charm's OS user has no entry in the user database");
+        }
+        Ok(std::ffi::CStr::from_ptr((*pw).pw_name)
+            .to_string_lossy()
+            .into_owned())
+    }
+}
+
 fn lookup(name: &str) -> Result<Option<ServerUser>> {
     let cname = CString::new(name).context("a user name has no NUL byte")?;
     // SAFETY: getpwnam returns NULL or a pointer to static storage that stays

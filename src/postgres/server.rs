@@ -112,28 +112,47 @@ impl Server {
         Ok(true)
     }
 
-    /// Whether the server is running, as `pg_ctl status` says.
+    /// Whether the server is running: its postmaster.pid names a live
+    /// process (what `pg_ctl status` checks, without starting a process).
     pub fn is_running(&self) -> Result<bool> {
-        if !self.is_initialised() {
+        let pidfile = self.layout.data().join("postmaster.pid");
+        let text = match std::fs::read_to_string(&pidfile) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(err) => {
+                return Err(err).with_context(|| format!("cannot read {}", pidfile.display()))
+            }
+        };
+        let Some(pid) = text
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse::<i32>().ok())
+        else {
+            return Ok(false);
+        };
+        // SAFETY: signal 0 only checks that the process exists.
+        let alive = unsafe { libc::kill(pid, 0) } == 0
+            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+        Ok(alive)
+    }
+
+    /// True when the running server says, in its postmaster.pid, that it
+    /// accepts connections (the line `pg_ctl start --wait` watches).
+    pub fn is_ready(&self) -> Result<bool> {
+        if !self.is_running()? {
             return Ok(false);
         }
-        let status = self
-            .user
-            .command(self.bin.program("pg_ctl"))
-            .arg("status")
-            .arg("--pgdata")
-            .arg(self.layout.data())
-            .output()
-            .context("cannot run pg_ctl status")?;
-        // pg_ctl status: 0 running, 3 not running, 4 no data directory.
-        match status.status.code() {
-            Some(0) => Ok(true),
-            Some(3) | Some(4) => Ok(false),
-            _ => bail!(
-                "pg_ctl status failed: {}",
-                String::from_utf8_lossy(&status.stderr).trim()
-            ),
-        }
+        let text =
+            std::fs::read_to_string(self.layout.data().join("postmaster.pid")).unwrap_or_default();
+        Ok(text
+            .lines()
+            .nth(7)
+            .is_some_and(|status| status.trim() == "ready"))
+    }
+
+    /// True when the data directory is a standby's (standby.signal).
+    pub fn is_standby(&self) -> bool {
+        self.layout.data().join("standby.signal").exists()
     }
 
     /// Starts the server and waits until it accepts connections.

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context as _, Result};
+use anyhow::{bail, Context as _, Result};
 use tokio::runtime::Runtime;
 use tokio_postgres::{Client, Config, NoTls};
 
@@ -32,7 +32,20 @@ impl Db {
     pub fn local(socket_dir: &Path, user: &str, password: &str) -> Result<Self> {
         let mut config = Config::new();
         config.host_path(socket_dir).port(PORT);
-        Self::connect(config, user, password).with_context(|| {
+        Self::connect(config, user, Some(password)).with_context(|| {
+            format!(
+                "cannot connect to the local server through {}",
+                socket_dir.display()
+            )
+        })
+    }
+
+    /// Connects to this unit's server as `operator` by peer authentication:
+    /// the charm's OS user is mapped to it, so no password is needed.
+    pub fn local_peer(socket_dir: &Path) -> Result<Self> {
+        let mut config = Config::new();
+        config.host_path(socket_dir).port(PORT);
+        Self::connect(config, "operator", None).with_context(|| {
             format!(
                 "cannot connect to the local server through {}",
                 socket_dir.display()
@@ -44,14 +57,16 @@ impl Db {
     pub fn remote(host: IpAddr, user: &str, password: &str) -> Result<Self> {
         let mut config = Config::new();
         config.host(host.to_string()).port(PORT);
-        Self::connect(config, user, password)
+        Self::connect(config, user, Some(password))
             .with_context(|| format!("cannot connect to the server at {host}:{PORT}"))
     }
 
-    fn connect(mut config: Config, user: &str, password: &str) -> Result<Self> {
+    fn connect(mut config: Config, user: &str, password: Option<&str>) -> Result<Self> {
+        if let Some(password) = password {
+            config.password(password);
+        }
         config
             .user(user)
-            .password(password)
             .dbname("postgres")
             .application_name("postgresql-charm")
             .connect_timeout(Duration::from_secs(10));
@@ -71,6 +86,12 @@ impl Db {
         self.rt
             .block_on(self.client.batch_execute(sql))
             .with_context(|| format!("statement failed: {}", first_words(sql)))
+    }
+
+    /// Runs a query that returns one bigint.
+    pub fn query_i64(&self, sql: &str) -> Result<i64> {
+        let row = self.rt.block_on(self.client.query_one(sql, &[]))?;
+        Ok(row.get(0))
     }
 
     /// Whether the server is a replica (in recovery).
@@ -120,16 +141,35 @@ impl Db {
             .map(drop)
     }
 
-    /// Drops a slot unless a replica is streaming through it right now.
+    /// Drops a slot, first ending the session that streams through it (its
+    /// unit has left); true if it was there.
     pub fn drop_slot(&self, name: &str) -> Result<bool> {
-        let dropped = self
-            .rt
-            .block_on(self.client.query(
-                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active",
+        let started = std::time::Instant::now();
+        loop {
+            self.rt.block_on(self.client.execute(
+                "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots \
+                 WHERE slot_name = $1 AND active",
                 &[&name],
-            ))
-            .with_context(|| format!("cannot drop the replication slot {name}"))?;
-        Ok(!dropped.is_empty())
+            ))?;
+            let dropped = self.rt.block_on(self.client.query(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
+                 WHERE slot_name = $1 AND NOT active",
+                &[&name],
+            ));
+            match dropped {
+                Ok(rows) if !rows.is_empty() => return Ok(true),
+                Ok(_) if !self.slots()?.iter().any(|s| s == name) => return Ok(false),
+                // Still active (the walsender is exiting) or raced: try again.
+                _ if started.elapsed() < Duration::from_secs(10) => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Ok(_) => bail!("the replication slot {name} is still in use after 10 s"),
+                Err(err) => {
+                    return Err(err)
+                        .with_context(|| format!("cannot drop the replication slot {name}"))
+                }
+            }
+        }
     }
 
     /// The replicas streaming from this server.
@@ -157,10 +197,41 @@ impl Db {
         Ok(row.is_some())
     }
 
+    /// The last WAL position this server has (primary: written; replica:
+    /// received, or replayed when nothing was streamed), as a number.
+    pub fn wal_position(&self) -> Result<u64> {
+        let row = self.rt.block_on(self.client.query_one(
+            "SELECT (CASE WHEN pg_is_in_recovery() \
+               THEN greatest(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) \
+               ELSE pg_current_wal_lsn() END)::text",
+            &[],
+        ))?;
+        parse_lsn(&row.get::<_, Option<String>>(0).unwrap_or_default())
+    }
+
+    /// The last WAL position this replica has replayed.
+    pub fn replayed(&self) -> Result<u64> {
+        let row = self.rt.block_on(
+            self.client
+                .query_one("SELECT pg_last_wal_replay_lsn()::text", &[]),
+        )?;
+        parse_lsn(&row.get::<_, Option<String>>(0).unwrap_or_default())
+    }
+
     /// Makes the WAL receiver reconnect (with the current password file).
     pub fn restart_wal_receiver(&self) -> Result<()> {
         self.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_wal_receiver")
     }
+}
+
+/// Parses an LSN (`16/B374D848`) into a number.
+pub fn parse_lsn(text: &str) -> Result<u64> {
+    let (hi, lo) = text
+        .split_once('/')
+        .with_context(|| format!("{text:?} is not an LSN"))?;
+    let hi = u64::from_str_radix(hi, 16).with_context(|| format!("{text:?} is not an LSN"))?;
+    let lo = u64::from_str_radix(lo, 16).with_context(|| format!("{text:?} is not an LSN"))?;
+    Ok(hi << 32 | lo)
 }
 
 /// A quoted SQL identifier.
@@ -181,6 +252,13 @@ fn first_words(sql: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lsns_compare_as_numbers() {
+        assert_eq!(parse_lsn("0/3000000").unwrap(), 0x3000000);
+        assert!(parse_lsn("1/0").unwrap() > parse_lsn("0/FFFFFFFF").unwrap());
+        assert!(parse_lsn("nope").is_err());
+    }
 
     #[test]
     fn quoting() {

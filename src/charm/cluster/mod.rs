@@ -1,0 +1,173 @@
+//! The cluster: which unit is the primary, and what this unit does about
+//! it. The leader initialises the cluster and records the primary in the
+//! peer app bag; the primary's unit admits its peers; every other unit
+//! becomes a streaming replica of it.
+
+mod failover;
+mod primary;
+mod replica;
+
+use anyhow::{Context as _, Result};
+
+use super::config::CharmConfig;
+use super::outcome::Waiting;
+use super::passwords::{self, Passwords, SystemUser};
+use super::peers::{PeerUnitData, Peers};
+use super::workload::Workload;
+use crate::juju::{Context, HookTools, Status, StatusKind};
+use crate::postgres::server::{Layout, Server};
+use crate::postgres::sql::Db;
+
+/// What a role step works with.
+pub(crate) struct Cluster<'a> {
+    pub ctx: &'a Context,
+    pub tools: &'a dyn HookTools,
+    pub leader: bool,
+    pub peers: Peers,
+    pub workload: Workload,
+    pub passwords: Passwords,
+}
+
+/// Converges this unit on its role in the cluster, and says how it is.
+pub fn reconcile(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
+    // The config must be valid before anything is built on it.
+    let config = CharmConfig::load(tools)?;
+
+    // The peer relation carries the cluster's shared facts.
+    let mut peers = Peers::load(tools, ctx)?
+        .ok_or_else(|| Waiting("waiting for Juju to create the peer relation".into()))?;
+
+    // The leader owns the passwords; the others wait for them.
+    let leader = tools.is_leader()?;
+    let passwords = if leader {
+        passwords::ensure(tools, &mut peers)?
+    } else if peers.app_data.system_users_secret.is_some() {
+        passwords::load(tools, &peers.app_data)?
+    } else {
+        return Err(Waiting(
+            "waiting for the leader to generate the system users' passwords".into(),
+        )
+        .into());
+    };
+
+    // This unit's server, and its address for the peers.
+    let workload = Workload::load(ctx, tools, &config)?;
+    let address = Some(workload.address.to_string());
+    if peers.mine.address != address {
+        peers.save_mine(
+            tools,
+            PeerUnitData {
+                address,
+                ..peers.mine.clone()
+            },
+        )?;
+    }
+
+    // Act on this unit's role.
+    let mut cluster = Cluster {
+        ctx,
+        tools,
+        leader,
+        peers,
+        workload,
+        passwords,
+    };
+    let status = cluster.role_step()?;
+    tools.status_set(false, &status)
+}
+
+impl Cluster<'_> {
+    fn role_step(&mut self) -> Result<Status> {
+        let me = self.ctx.unit.clone();
+        match self.peers.app_data.primary.clone() {
+            None if self.leader => primary::bootstrap(self),
+            None => Err(Waiting("waiting for the leader to initialise the cluster".into()).into()),
+            Some(p) if p == me => primary::reconcile(self),
+            Some(p) if !self.peers.members.contains_key(&p) => {
+                if !self.leader {
+                    return Err(Waiting(format!(
+                        "the primary {p} has left: waiting for the leader to promote a replica"
+                    ))
+                    .into());
+                }
+                failover::elect(self, &p)?;
+                self.role_step()
+            }
+            Some(p) => replica::reconcile(self, &p),
+        }
+    }
+}
+
+/// The periodic check: bring a stopped server back, and report the truth
+/// about it. Cheap when all is well: a primary's health is read from its
+/// postmaster.pid, a replica's streaming from SQL, and the only hook tool
+/// is `status-set`.
+pub fn update_status(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
+    let Some(server) = cached_server(ctx)? else {
+        return reconcile(ctx, tools);
+    };
+    if !server.is_initialised() || !server.is_ready()? {
+        return reconcile(ctx, tools);
+    }
+    let status = if server.is_standby() {
+        replica::status(&Db::local_peer(&server.layout.socket_dir())?)?
+    } else {
+        Status::new(StatusKind::Active, primary::STATUS)
+    };
+    tools.status_set(false, &status)
+}
+
+/// Stops this unit's server, if it has one (stop hook, or leaving the cluster).
+pub fn stop(ctx: &Context) -> Result<()> {
+    match cached_server(ctx)? {
+        Some(server) => server
+            .stop()
+            .context("cannot stop the server as the unit leaves"),
+        None => Ok(()),
+    }
+}
+
+/// A connection to the primary's server as `operator`: over the socket when
+/// it is this unit's, else over the network with the operator's password.
+pub fn connect_primary(ctx: &Context, peers: &Peers, passwords: &Passwords) -> Result<Db> {
+    let primary = peers
+        .app_data
+        .primary
+        .as_deref()
+        .context("the cluster has no primary yet: wait until the leader has initialised it")?;
+    if primary == ctx.unit {
+        let server = cached_server(ctx)?.context("this unit's server is not set up yet")?;
+        return Db::local_peer(&server.layout.socket_dir());
+    }
+    let address = peers
+        .members
+        .get(primary)
+        .and_then(|m| m.address.as_deref()?.parse().ok())
+        .with_context(|| format!("the primary {primary} has not published its address"))?;
+    Db::remote(
+        address,
+        SystemUser::Operator.as_str(),
+        passwords.get(SystemUser::Operator)?,
+    )
+}
+
+/// After a password change: a replica whose replication password changed
+/// reconnects with the new one.
+pub fn follow_password_change(ctx: &Context, passwords: &Passwords) -> Result<()> {
+    let Some(server) = cached_server(ctx)? else {
+        return Ok(());
+    };
+    let workload_passfile_changed =
+        Workload::write_passfile_for(&server, passwords.get(SystemUser::Replication)?)?;
+    if workload_passfile_changed && server.is_standby() && server.is_running()? {
+        replica::reconnect(&Db::local_peer(&server.layout.socket_dir())?)?;
+        tracing::info!("reconnected to the primary with the new replication password");
+    }
+    Ok(())
+}
+
+fn cached_server(ctx: &Context) -> Result<Option<Server>> {
+    Workload::cached(ctx).map(|cached| {
+        cached.map(|(storage, bin, user)| Server::new(bin, Layout::new(storage), user))
+    })
+}

@@ -1,0 +1,124 @@
+//! A replica's unit: seed from the primary by base backup when it has no
+//! standby data directory, then stream from it through its slot; follow a
+//! new primary by changing `primary_conninfo`.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+
+use super::Cluster;
+use crate::charm::outcome::Waiting;
+use crate::charm::passwords::SystemUser;
+use crate::charm::workload::slot_name;
+use crate::juju::{Status, StatusKind};
+use crate::postgres::conf::{Standby, PORT};
+use crate::postgres::sql::Db;
+
+/// Streams from `primary`, seeding first if needed.
+pub fn reconcile(c: &mut Cluster<'_>, primary: &str) -> Result<Status> {
+    let server = &c.workload.server;
+    let me = &c.ctx.unit;
+
+    // Where the primary is, and the password to reach it.
+    let primary_data = &c.peers.members[primary];
+    let Some(address) = primary_data
+        .address
+        .as_deref()
+        .and_then(|a| a.parse::<IpAddr>().ok())
+    else {
+        return Err(Waiting(format!(
+            "waiting for the primary {primary} to publish its address"
+        ))
+        .into());
+    };
+    let new_password = c
+        .workload
+        .write_passfile(c.passwords.get(SystemUser::Replication)?)?;
+    let slot = slot_name(me);
+    let conninfo = format!(
+        "host={address} port={PORT} user=replication passfile={} application_name={slot} connect_timeout=10",
+        server.layout.passfile().display()
+    );
+    let standby = || {
+        Some(Standby {
+            primary_conninfo: &conninfo,
+            slot: &slot,
+        })
+    };
+
+    // The primary admits this unit (pg_hba.conf, slot) once it serves.
+    let admitted = primary_data
+        .admitted
+        .as_ref()
+        .is_some_and(|a| a.contains(me));
+    if !server.is_initialised() || !server.is_standby() {
+        if !admitted {
+            return Err(Waiting(format!(
+                "waiting for the primary {primary} to admit this unit"
+            ))
+            .into());
+        }
+        c.tools.status_set(
+            false,
+            &Status::new(
+                StatusKind::Maintenance,
+                format!("copying the data of {primary}"),
+            ),
+        )?;
+        server.stop()?;
+        let set_aside = server.seed_from(address, &slot)?;
+        c.workload.configure(&c.peers, standby())?;
+        server.start()?;
+        // The old data goes only once the new server has started on its copy.
+        if let Some(old) = set_aside {
+            std::fs::remove_dir_all(&old)
+                .with_context(|| format!("cannot remove {}", old.display()))?;
+        }
+        tracing::info!("seeded this unit from {primary}");
+    } else {
+        // Follow the current primary (a reload restarts the WAL receiver).
+        let changed = c.workload.configure(&c.peers, standby())?;
+        if !server.is_running()? {
+            server.start()?;
+        } else if changed {
+            server.reload()?;
+        } else if new_password {
+            reconnect(&Db::local_peer(&server.layout.socket_dir())?)?;
+            tracing::info!("reconnected to the primary with the new replication password");
+        }
+    }
+
+    // A server that just started or re-pointed takes a moment to connect
+    // to a primary that serves (one that has admitted this unit).
+    let db = Db::local_peer(&server.layout.socket_dir())?;
+    if admitted {
+        wait_streaming(&db, Duration::from_secs(15))?;
+    }
+    status(&db)
+}
+
+fn wait_streaming(db: &Db, limit: Duration) -> Result<()> {
+    let started = Instant::now();
+    while !db.is_streaming()? && started.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+/// A replica's status: streaming or not.
+pub fn status(db: &Db) -> Result<Status> {
+    Ok(if db.is_streaming()? {
+        Status::new(StatusKind::Active, "Replica, streaming")
+    } else {
+        Status::new(
+            StatusKind::Waiting,
+            "Replica, not streaming from the primary yet",
+        )
+    })
+}
+
+/// Reconnects the WAL receiver (after the replication password changed).
+pub fn reconnect(db: &Db) -> Result<()> {
+    db.restart_wal_receiver()
+}
