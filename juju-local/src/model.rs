@@ -52,6 +52,10 @@ pub struct App {
     pub version: String,
     #[serde(default)]
     pub leader_settings: Bag,
+    /// Set for juju-local's built-in stand-ins (the charm's name): their
+    /// hooks and actions run inside juju-local instead of a dispatch process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub builtin: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

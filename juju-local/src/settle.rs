@@ -141,8 +141,11 @@ pub fn run_hook(md: &ModelDir, model: &mut Model, hook: QueuedHook) -> Result<Ou
         u.agent = "executing".into();
     }
     let ctx = context(md, model, hook.clone())?;
-    let r = runner::run(md, ctx, Program::Dispatch, Output::Capture)
-        .with_context(|| format!("cannot run hook {:?} on {}", hook.name, hook.unit))?;
+    let r = match crate::builtin::of_unit(model, &hook.unit) {
+        Some(name) => crate::builtin::run(md, ctx, &name),
+        None => runner::run(md, ctx, Program::Dispatch, Output::Capture)
+            .with_context(|| format!("cannot run hook {:?} on {}", hook.name, hook.unit))?,
+    };
     let via = "(via hook dispatching script: dispatch)";
     let ok = format!("ran {:?} hook {via}", hook.name);
     let bad = format!("hook {:?} {via} failed: exit status {}", hook.name, r.code);

@@ -133,7 +133,10 @@ pub fn run(dir: &Path, args: &[String]) -> Result<i32> {
         ..Default::default()
     });
     let started = crate::fsutil::rfc3339_now();
-    let r = runner::run(&md, ctx, Program::Dispatch, Output::Capture)?;
+    let r = match crate::builtin::of_unit(&model, &unit) {
+        Some(name) => crate::builtin::run(&md, ctx, &name),
+        None => runner::run(&md, ctx, Program::Dispatch, Output::Capture)?,
+    };
     let completed = crate::fsutil::rfc3339_now();
     let ok = format!("ran {action:?} action");
     let bad = format!("action {action:?} failed: exit status {}", r.code);

@@ -51,12 +51,16 @@ pub fn deploy(dir: &Path, args: &[String]) -> Result<i32> {
     let Some(charm) = p.args.first() else {
         bail!("no charm specified");
     };
-    if charm == "s3-integrator" || charm == "self-signed-certificates" {
-        bail!("the built-in {charm} stand-in is not available yet");
+    let builtin = crate::builtin::is_builtin_arg(charm).then(|| charm.clone());
+    if builtin.as_deref() == Some("s3-integrator") {
+        bail!("the built-in s3-integrator stand-in is not available yet");
     }
-    let charm = PathBuf::from(charm)
-        .canonicalize()
-        .with_context(|| format!("charm {charm:?} not found"))?;
+    let charm = match &builtin {
+        Some(_) => PathBuf::new(),
+        None => PathBuf::from(charm)
+            .canonicalize()
+            .with_context(|| format!("charm {charm:?} not found"))?,
+    };
     let md = ModelDir::open(dir, true)?;
     let mut model = if md.exists() {
         md.load()?
@@ -74,7 +78,10 @@ pub fn deploy(dir: &Path, args: &[String]) -> Result<i32> {
     // Unpack to a staging dir to learn the charm's name, then move into place.
     let staging = md.root.join("charms").join(".staging");
     let _ = std::fs::remove_dir_all(&staging);
-    crate::charm::unpack(&charm, &staging)?;
+    match &builtin {
+        Some(name) => crate::builtin::write_charm(name, &staging)?,
+        None => crate::charm::unpack(&charm, &staging)?,
+    }
     let meta = CharmMeta::load(&staging)?;
     let app = p.args.get(1).cloned().unwrap_or_else(|| meta.name.clone());
     if model.apps.contains_key(&app) {
@@ -100,6 +107,7 @@ pub fn deploy(dir: &Path, args: &[String]) -> Result<i32> {
             charm: meta.name.clone(),
             index: model.next_app_index,
             config: config.into_iter().collect(),
+            builtin,
             ..Default::default()
         },
     );

@@ -18,7 +18,7 @@ use crate::model::{Model, ModelDir};
 const USAGE: &str = "usage: juju-local [--model DIR] <command> [args]
 
 commands:
-  deploy <charm-dir or .charm> [app] [-n N] [--config k=v ...]
+  deploy <charm-dir, .charm, self-signed-certificates or s3-integrator> [app] [-n N] [--config k=v ...]
   add-unit <app> [-n N]
   remove-unit <app>/<n> ...
   config <app> [k=v ...] [--reset k]
