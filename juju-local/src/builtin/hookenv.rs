@@ -187,6 +187,12 @@ impl<'a> Env<'a> {
         self.call("secret-set", &args).map(|_| ())
     }
 
+    /// The secret's URI (`secret://<model-uuid>/<id>`) for any form of its id.
+    pub fn secret_uri(&self, id: &str) -> String {
+        let bare = crate::tools::secret_id(id).unwrap_or_else(|| id.to_string());
+        self.ctx.work.secret_uri(&bare)
+    }
+
     pub fn action_set(&mut self, results: &[(&str, &str)]) -> Result<()> {
         let kv: Vec<String> = results.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let args: Vec<&str> = kv.iter().map(String::as_str).collect();

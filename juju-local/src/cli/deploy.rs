@@ -52,9 +52,6 @@ pub fn deploy(dir: &Path, args: &[String]) -> Result<i32> {
         bail!("no charm specified");
     };
     let builtin = crate::builtin::is_builtin_arg(charm).then(|| charm.clone());
-    if builtin.as_deref() == Some("s3-integrator") {
-        bail!("the built-in s3-integrator stand-in is not available yet");
-    }
     let charm = match &builtin {
         Some(_) => PathBuf::new(),
         None => PathBuf::from(charm)

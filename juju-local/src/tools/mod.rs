@@ -7,6 +7,8 @@ mod misc;
 mod relation;
 mod secret;
 
+pub use secret::parse_id as secret_id;
+
 use serde_json::Value;
 
 use crate::client::{Request, Response};
