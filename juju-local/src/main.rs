@@ -18,6 +18,7 @@ mod model;
 mod net;
 mod queue;
 mod runner;
+mod s3server;
 mod schema;
 mod settle;
 mod tools;

@@ -195,6 +195,19 @@ impl Secret {
     }
 }
 
+/// The model's embedded S3 server (see `juju-local s3-server`), when one runs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct S3Server {
+    pub pid: i32,
+    /// `http://127.0.0.1:<port>`.
+    pub endpoint: String,
+    /// The directory it serves (one subdirectory per bucket).
+    pub dir: String,
+    pub bucket: String,
+    pub access_key: String,
+    pub secret_key: String,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Model {
     pub uuid: String,
@@ -211,6 +224,8 @@ pub struct Model {
     pub relations: BTreeMap<u64, Relation>,
     pub secrets: BTreeMap<String, Secret>,
     pub queue: Vec<QueuedHook>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3_server: Option<S3Server>,
 }
 
 impl Model {

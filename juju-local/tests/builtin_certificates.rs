@@ -185,6 +185,7 @@ fn csr_gets_a_certificate_that_verifies_and_goes_with_its_csr() {
         ]),
     );
     assert!(issued(&m, &rid).is_empty());
+    m.cli_ok("destroy-model", &[]);
 }
 
 #[test]
@@ -212,4 +213,6 @@ fn status_config_and_ca_rotation() {
     assert_eq!(after.len(), 1);
     assert_ne!(after[0]["certificate"], before[0]["certificate"]);
     assert_eq!(after[0]["ca"], json!(ca_pem));
+    m.cli_ok("remove-relation", &["req", PROVIDER]);
+    m.cli_ok("destroy-model", &[]);
 }

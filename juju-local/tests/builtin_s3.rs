@@ -139,6 +139,11 @@ fn track1_blocked_until_synced_then_plain_keys() {
     // The config's bucket wins over the requested one.
     m.cli_ok("config", &[S3, "bucket=configured"]);
     assert_eq!(provider_bag(&m, &rid)["bucket"], "configured");
+
+    // Removing the leader: the new leader keeps publishing; teardown hooks pass.
+    m.cli_ok("remove-unit", &["s3-integrator/0"]);
+    assert_eq!(provider_bag(&m, &rid)["access-key"], "AK");
+    m.cli_ok("destroy-model", &[]);
 }
 
 #[test]
@@ -202,4 +207,5 @@ fn track2_secret_flow_and_rotation() {
     let bag = provider_bag(&m, &rid);
     assert_eq!(bag["access-key"], "AK2");
     assert!(!bag.contains_key("secret-extra") && !bag.contains_key("lib-version"));
+    m.cli_ok("destroy-model", &[]);
 }

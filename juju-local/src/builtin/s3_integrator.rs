@@ -70,7 +70,7 @@ pub fn action(env: &mut Env, name: &str) -> Result<()> {
             }
             let access = param(env, "access-key")?;
             let secret = param(env, "secret-key")?;
-            let peer = peer_relation(env)?;
+            let peer = peer_relation(env)?.context("the peer relation is missing")?;
             let settings = [("access-key", access), ("secret-key", secret)]
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v))
@@ -112,16 +112,16 @@ fn param(env: &mut Env, key: &str) -> Result<String> {
     Ok(v.as_str().unwrap_or_default().trim().to_string())
 }
 
-fn peer_relation(env: &mut Env) -> Result<String> {
-    env.relation_ids(PEER)?
-        .into_iter()
-        .next()
-        .context("the peer relation is missing")
+/// The peer relation; gone only while the unit is torn down.
+fn peer_relation(env: &mut Env) -> Result<Option<String>> {
+    Ok(env.relation_ids(PEER)?.into_iter().next())
 }
 
 /// The credentials kept in the peer app bag (only the keys that are set).
 fn credentials(env: &mut Env) -> Result<Bag> {
-    let peer = peer_relation(env)?;
+    let Some(peer) = peer_relation(env)? else {
+        return Ok(Bag::new());
+    };
     let app = env.app();
     let bag = env.relation_get(&peer, &app, true)?;
     Ok(bag
@@ -224,7 +224,7 @@ fn json_list(v: &[String]) -> String {
 
 fn publish_all(env: &mut Env) -> Result<()> {
     let track = env.config_str("track")?;
-    if !matches!(track.as_str(), "1" | "2") {
+    if !matches!(track.as_str(), "1" | "2") || peer_relation(env)?.is_none() {
         return Ok(());
     }
     let creds = credentials(env)?;

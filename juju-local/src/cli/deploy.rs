@@ -104,7 +104,7 @@ pub fn deploy(dir: &Path, args: &[String]) -> Result<i32> {
             charm: meta.name.clone(),
             index: model.next_app_index,
             config: config.into_iter().collect(),
-            builtin,
+            builtin: builtin.clone(),
             ..Default::default()
         },
     );
@@ -125,10 +125,36 @@ pub fn deploy(dir: &Path, args: &[String]) -> Result<i32> {
             },
         );
     }
+    let wants_server = builtin.as_deref() == Some("s3-integrator")
+        && !model.apps[&app].config.contains_key("endpoint");
+    if wants_server {
+        local_s3(&md, &mut model, &app)?;
+    }
     add_units(&md, &mut model, &meta, &app, n)?;
     md.save(&model)?;
     let errors = crate::settle::settle(&md, &mut model)?;
     Ok(report(&errors))
+}
+
+/// Points an s3-integrator stand-in with no endpoint at the model's own S3
+/// server: its config, and its credentials as `sync-s3-credentials` keeps them.
+fn local_s3(md: &ModelDir, model: &mut Model, app: &str) -> Result<()> {
+    let mut bag = crate::model::Bag::new();
+    let config = super::s3::configure_for(md, model, &mut bag)?;
+    let a = model.apps.get_mut(app).context("application vanished")?;
+    for (k, v) in config {
+        a.config.entry(k).or_insert(v);
+    }
+    let peer = model
+        .relations
+        .values_mut()
+        .find(|r| r.is_peer() && r.has_app(app))
+        .context("the s3-integrator peer relation is missing")?;
+    peer.app_bags
+        .entry(app.to_string())
+        .or_default()
+        .extend(bag);
+    Ok(())
 }
 
 /// Parses a config value as config.yaml's type for `key` says.

@@ -101,6 +101,7 @@ pub fn destroy(dir: &Path, args: &[String]) -> Result<i32> {
     for e in &errors {
         eprintln!("WARNING ignored: {e}");
     }
+    super::s3::stop(&model);
     kill_leftovers(&md.root);
     crate::net::release(model.octet);
     std::fs::remove_dir_all(&md.root)

@@ -6,6 +6,7 @@ mod action;
 mod deploy;
 mod destroy;
 mod exec;
+mod s3;
 mod status;
 
 use std::path::PathBuf;
@@ -31,6 +32,7 @@ commands:
   debug-log [--replay] [--include <unit>] [--level LEVEL] [--lines N]
   resolve <unit> [--no-retry]
   destroy-model [--force]
+  s3-server [--dir D] [--address 127.0.0.1:0] [--access-key K --secret-key S] [--bucket B ...]
 ";
 
 /// Runs the CLI; returns the process exit code.
@@ -143,6 +145,7 @@ fn dispatch(args: Vec<String>) -> Result<i32> {
         "debug-log" => status::debug_log(&dir, &rest),
         "resolve" | "resolved" => destroy::resolve(&dir, &rest),
         "destroy-model" => destroy::destroy(&dir, &rest),
+        "s3-server" => s3::s3_server(&rest),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(0)
