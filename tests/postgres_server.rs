@@ -42,7 +42,7 @@ fn configure(server: &Server, ip: IpAddr, units: &[IpAddr], standby: Option<Stan
         .write_config("postgresql.conf", &conf::render_postgresql_conf(&settings))
         .unwrap();
     server
-        .write_config("pg_hba.conf", &conf::render_pg_hba(units))
+        .write_config("pg_hba.conf", &conf::render_pg_hba(units, false))
         .unwrap();
     let charm_user = current_user_name().unwrap();
     server
@@ -112,7 +112,7 @@ fn a_primary_and_a_streaming_replica() {
         .user
         .write_file(&replica.layout.passfile(), passfile.as_bytes(), 0o600)
         .unwrap();
-    let old = replica.seed_from(p_ip, "postgresql_1").unwrap();
+    let old = replica.seed_from(p_ip, "postgresql_1", &[]).unwrap();
     assert!(old.is_none(), "nothing was there before");
     let conninfo = format!(
         "host={p_ip} port=5432 user=replication passfile={} application_name=postgresql_1",

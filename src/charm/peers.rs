@@ -28,6 +28,8 @@ pub struct PeerUnitData {
     /// Written by the primary's unit: the peers its pg_hba.conf admits and
     /// for which it holds a replication slot, so they may seed from it.
     pub admitted: Option<Vec<String>>,
+    /// True when this unit serves TLS with a certificate from the relation.
+    pub tls: Option<bool>,
 }
 
 /// The peer relation as this hook sees it: the app bag, this unit's bag,

@@ -13,9 +13,10 @@ use serde::{Deserialize, Serialize};
 use super::config::CharmConfig;
 use super::outcome::Waiting;
 use super::peers::Peers;
+use super::tls::TlsPaths;
 use crate::juju::{Context, HookTools};
 use crate::postgres::binaries::{self, Binaries};
-use crate::postgres::conf::{self, ServerSettings, Standby};
+use crate::postgres::conf::{self, ServerSettings, Standby, TlsFiles};
 use crate::postgres::os_user::{current_user_name, ServerUser};
 use crate::postgres::server::{Layout, Server};
 
@@ -56,6 +57,8 @@ impl UnitCache {
 pub struct Workload {
     pub server: Server,
     pub address: IpAddr,
+    /// True when this unit has its certificate installed and serves TLS.
+    pub tls: bool,
     config: CharmConfig,
     charm_user: String,
 }
@@ -100,6 +103,7 @@ impl Workload {
         Ok(Self {
             server: Server::new(bin, Layout::new(storage), ServerUser::detect()?),
             address,
+            tls: false,
             config: config.clone(),
             charm_user: current_user_name()?,
         })
@@ -124,6 +128,7 @@ impl Workload {
     pub fn configure(&self, peers: &Peers, standby: Option<Standby<'_>>) -> Result<bool> {
         let layout = &self.server.layout;
         let (socket, logs) = (layout.socket_dir(), layout.log_dir());
+        let tls = TlsPaths::of(&self.server);
         let settings = ServerSettings {
             listen_address: self.address,
             socket_dir: &socket,
@@ -132,7 +137,11 @@ impl Workload {
             memory_bytes: total_memory(),
             archive_command: NO_ARCHIVE,
             standby,
-            tls: None,
+            tls: self.tls.then(|| TlsFiles {
+                cert: &tls.cert,
+                key: &tls.key,
+                ca: &tls.ca,
+            }),
         };
         let mut units: BTreeSet<IpAddr> = peers
             .members
@@ -147,7 +156,7 @@ impl Workload {
             .write_config("postgresql.conf", &conf::render_postgresql_conf(&settings))?;
         changed |= self
             .server
-            .write_config("pg_hba.conf", &conf::render_pg_hba(&units))?;
+            .write_config("pg_hba.conf", &conf::render_pg_hba(&units, self.tls))?;
         changed |= self
             .server
             .write_config("pg_ident.conf", &conf::render_pg_ident(&self.charm_user))?;

@@ -125,7 +125,8 @@ pub fn render_postgresql_conf(s: &ServerSettings<'_>) -> String {
 /// users from the cluster's units, and nothing else. Units on loopback
 /// addresses (several on one machine) connect from 127.0.0.1, the kernel's
 /// source address for all of 127/8, so that address is admitted with them.
-pub fn render_pg_hba(units: &[IpAddr]) -> String {
+/// With `tls`, units must connect over TLS (`hostssl`).
+pub fn render_pg_hba(units: &[IpAddr], tls: bool) -> String {
     let mut sources: Vec<IpAddr> = units.to_vec();
     if units.iter().any(IpAddr::is_loopback) {
         sources.push(IpAddr::from([127, 0, 0, 1]));
@@ -136,6 +137,7 @@ pub fn render_pg_hba(units: &[IpAddr]) -> String {
     out.push_str("# TYPE  DATABASE     USER         ADDRESS              METHOD\n");
     out.push_str("local   all          operator                          peer map=charm\n");
     out.push_str("local   all          all                               scram-sha-256\n");
+    let kind = if tls { "hostssl" } else { "host" };
     for ip in &sources {
         let cidr = match ip {
             IpAddr::V4(_) => format!("{ip}/32"),
@@ -150,7 +152,7 @@ pub fn render_pg_hba(units: &[IpAddr]) -> String {
         ] {
             let _ = writeln!(
                 out,
-                "host    {database:<12} {user:<12} {cidr:<20} scram-sha-256"
+                "{kind:<7} {database:<12} {user:<12} {cidr:<20} scram-sha-256"
             );
         }
     }
@@ -224,7 +226,10 @@ mod tests {
 
     #[test]
     fn hba_admits_only_the_units_with_scram() {
-        let hba = render_pg_hba(&["127.9.1.1".parse().unwrap(), "127.9.1.2".parse().unwrap()]);
+        let hba = render_pg_hba(
+            &["127.9.1.1".parse().unwrap(), "127.9.1.2".parse().unwrap()],
+            false,
+        );
         assert!(
             hba.contains("host    replication  replication  127.9.1.2/32"),
             "{hba}"
@@ -241,7 +246,13 @@ mod tests {
             hba.contains("127.0.0.1/32"),
             "loopback units connect from 127.0.0.1"
         );
-        let remote = render_pg_hba(&["10.1.2.3".parse().unwrap()]);
+        let remote = render_pg_hba(&["10.1.2.3".parse().unwrap()], false);
+        let tls = render_pg_hba(&["10.1.2.3".parse().unwrap()], true);
+        assert!(
+            tls.contains("hostssl replication  replication  10.1.2.3/32"),
+            "{tls}"
+        );
+        assert!(!tls.contains("\nhost "), "{tls}");
         assert!(!remote.contains("127.0.0.1"), "{remote}");
     }
 

@@ -225,7 +225,12 @@ impl Server {
     /// directory through the replica's slot, then swapped in; what was there
     /// before is kept aside and returned for the caller to remove once the
     /// new server has proven itself.
-    pub fn seed_from(&self, primary: IpAddr, slot: &str) -> Result<Option<PathBuf>> {
+    pub fn seed_from(
+        &self,
+        primary: IpAddr,
+        slot: &str,
+        env: &[(&str, String)],
+    ) -> Result<Option<PathBuf>> {
         self.prepare_dirs()?;
         let incoming = self.layout.storage.join("data.incoming");
         if incoming.exists() {
@@ -241,7 +246,8 @@ impl Server {
                 .arg(format!("--port={PORT}"))
                 .arg("--username=replication")
                 .arg(format!("--slot={slot}"))
-                .env("PGPASSFILE", self.layout.passfile()),
+                .env("PGPASSFILE", self.layout.passfile())
+                .envs(env.iter().map(|(k, v)| (*k, v.as_str()))),
             "copy the primary's data with pg_basebackup",
         )?;
         // Marks it a standby before it is ever started.

@@ -53,15 +53,36 @@ impl Db {
         })
     }
 
-    /// Connects to another unit's server.
+    /// Connects to another unit's server, over TLS verified against `ca`
+    /// (the server's certificate must name its address) when one is given.
     pub fn remote(host: IpAddr, user: &str, password: &str) -> Result<Self> {
+        Self::remote_tls(host, user, password, None)
+    }
+
+    pub fn remote_tls(host: IpAddr, user: &str, password: &str, ca: Option<&Path>) -> Result<Self> {
         let mut config = Config::new();
         config.host(host.to_string()).port(PORT);
-        Self::connect(config, user, Some(password))
+        let tls = match ca {
+            None => None,
+            Some(ca) => {
+                config.ssl_mode(tokio_postgres::config::SslMode::Require);
+                Some(tls_connector(ca)?)
+            }
+        };
+        Self::connect_with(config, user, Some(password), tls)
             .with_context(|| format!("cannot connect to the server at {host}:{PORT}"))
     }
 
-    fn connect(mut config: Config, user: &str, password: Option<&str>) -> Result<Self> {
+    fn connect(config: Config, user: &str, password: Option<&str>) -> Result<Self> {
+        Self::connect_with(config, user, password, None)
+    }
+
+    fn connect_with(
+        mut config: Config,
+        user: &str,
+        password: Option<&str>,
+        tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+    ) -> Result<Self> {
         if let Some(password) = password {
             config.password(password);
         }
@@ -75,8 +96,18 @@ impl Db {
             .build()
             .context("cannot start the async runtime")?;
         let client = rt.block_on(async {
-            let (client, connection) = config.connect(NoTls).await?;
-            tokio::spawn(connection);
+            let client = match tls {
+                None => {
+                    let (client, connection) = config.connect(NoTls).await?;
+                    tokio::spawn(connection);
+                    client
+                }
+                Some(tls) => {
+                    let (client, connection) = config.connect(tls).await?;
+                    tokio::spawn(connection);
+                    client
+                }
+            };
             Ok::<_, tokio_postgres::Error>(client)
         })?;
         Ok(Self { rt, client })
@@ -222,6 +253,28 @@ impl Db {
     pub fn restart_wal_receiver(&self) -> Result<()> {
         self.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_wal_receiver")
     }
+}
+
+/// A TLS connector that trusts only the cluster's CA and checks that the
+/// server's certificate names the address connected to.
+fn tls_connector(ca: &Path) -> Result<tokio_postgres_rustls::MakeRustlsConnect> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca)
+        .with_context(|| format!("cannot read the CA certificate {}", ca.display()))?
+    {
+        let cert = cert.with_context(|| format!("{} holds a bad certificate", ca.display()))?;
+        roots
+            .add(cert)
+            .context("the CA certificate is not usable")?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("cannot set up TLS")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
 /// Parses an LSN (`16/B374D848`) into a number.

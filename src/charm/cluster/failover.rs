@@ -4,11 +4,12 @@
 //! committed transaction is lost.
 
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 
-use super::Cluster;
+use super::{remote_ca, Cluster};
 use crate::charm::passwords::SystemUser;
 use crate::charm::peers::{PeerAppData, PeerUnitData};
 use crate::juju::Bag;
@@ -22,13 +23,18 @@ pub fn elect(c: &mut Cluster<'_>, old: &str) -> Result<()> {
     let operator = c.passwords.get(SystemUser::Operator)?.to_owned();
 
     // Stop writes on the old primary if it still answers; note its last WAL.
-    let fence_at = old_primary_address(c, old).and_then(|addr| fence(addr, &operator));
+    let fence_at = match old_primary(c, old) {
+        Some((addr, tls)) => fence(addr, &operator, remote_ca(c.ctx, tls)?.as_deref()),
+        None => None,
+    };
 
     // The candidates: this unit and every peer still here.
-    let mut candidates: Vec<(String, Option<IpAddr>)> = vec![(c.ctx.unit.clone(), None)];
+    let mut candidates: Vec<(String, Option<(IpAddr, Option<PathBuf>)>)> =
+        vec![(c.ctx.unit.clone(), None)];
     for (unit, data) in &c.peers.members {
         if let Some(addr) = data.address.as_deref().and_then(|a| a.parse().ok()) {
-            candidates.push((unit.clone(), Some(addr)));
+            let ca = remote_ca(c.ctx, data.tls == Some(true))?;
+            candidates.push((unit.clone(), Some((addr, ca))));
         }
     }
 
@@ -38,7 +44,9 @@ pub fn elect(c: &mut Cluster<'_>, old: &str) -> Result<()> {
     let (chosen, position) = loop {
         let best = candidates
             .iter()
-            .filter_map(|(unit, addr)| Some((unit.clone(), position(c, *addr, &operator)?)))
+            .filter_map(|(unit, remote)| {
+                Some((unit.clone(), position(c, remote.as_ref(), &operator)?))
+            })
             .max_by_key(|(_, pos)| *pos);
         match (best, fence_at) {
             (Some(best), Some(target)) if best.1 < target && started.elapsed() < CATCH_UP => {
@@ -62,20 +70,21 @@ pub fn elect(c: &mut Cluster<'_>, old: &str) -> Result<()> {
     c.peers.save_app_data(c.tools, data)
 }
 
-/// The old primary's address: it is still readable while it departs.
-fn old_primary_address(c: &Cluster<'_>, old: &str) -> Option<IpAddr> {
+/// The old primary's address and whether it serves TLS: its bag is still
+/// readable while it departs.
+fn old_primary(c: &Cluster<'_>, old: &str) -> Option<(IpAddr, bool)> {
     let fields = c
         .tools
         .relation_get(&c.peers.relation, Bag::Unit(old))
         .ok()?;
     let data: PeerUnitData = crate::juju::databag::decode(&fields).ok()?;
-    data.address?.parse().ok()
+    Some((data.address?.parse().ok()?, data.tls == Some(true)))
 }
 
 /// Makes the old primary read-only, ends its client sessions and forces
 /// its last WAL out; returns its final WAL position, or None if it is gone.
-fn fence(addr: IpAddr, operator: &str) -> Option<u64> {
-    let db = Db::remote(addr, "operator", operator).ok()?;
+fn fence(addr: IpAddr, operator: &str, ca: Option<&Path>) -> Option<u64> {
+    let db = Db::remote_tls(addr, "operator", operator, ca).ok()?;
     let fenced = db.execute(
         "ALTER SYSTEM SET default_transaction_read_only = on; \
          SELECT pg_reload_conf(); \
@@ -90,10 +99,14 @@ fn fence(addr: IpAddr, operator: &str) -> Option<u64> {
 }
 
 /// A candidate's WAL position (None when it does not answer).
-fn position(c: &Cluster<'_>, addr: Option<IpAddr>, operator: &str) -> Option<u64> {
-    let db = match addr {
+fn position(
+    c: &Cluster<'_>,
+    remote: Option<&(IpAddr, Option<PathBuf>)>,
+    operator: &str,
+) -> Option<u64> {
+    let db = match remote {
         None => Db::local_peer(&c.workload.server.layout.socket_dir()),
-        Some(addr) => Db::remote(addr, "operator", operator),
+        Some((addr, ca)) => Db::remote_tls(*addr, "operator", operator, ca.as_deref()),
     };
     db.and_then(|db| db.wal_position()).ok()
 }

@@ -10,9 +10,11 @@ mod replica;
 use anyhow::{Context as _, Result};
 
 use super::config::CharmConfig;
+use super::event::CERTIFICATES_ENDPOINT;
 use super::outcome::Waiting;
 use super::passwords::{self, Passwords, SystemUser};
 use super::peers::{PeerUnitData, Peers};
+use super::tls::{self, TlsPaths};
 use super::workload::Workload;
 use crate::juju::{Context, HookTools, Status, StatusKind};
 use crate::postgres::server::{Layout, Server};
@@ -50,17 +52,20 @@ pub fn reconcile(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
         .into());
     };
 
-    // This unit's server, and its address for the peers.
-    let workload = Workload::load(ctx, tools, &config)?;
-    let address = Some(workload.address.to_string());
-    if peers.mine.address != address {
-        peers.save_mine(
-            tools,
-            PeerUnitData {
-                address,
-                ..peers.mine.clone()
-            },
-        )?;
+    // This unit's server, its certificate, and what the peers need to know.
+    let mut workload = Workload::load(ctx, tools, &config)?;
+    let broken =
+        ctx.relation.as_ref().map(|r| &r.id).filter(|_| {
+            ctx.dispatch_path == format!("hooks/{CERTIFICATES_ENDPOINT}-relation-broken")
+        });
+    workload.tls = tls::reconcile(ctx, tools, &workload.server, workload.address, broken)?;
+    let mine = PeerUnitData {
+        address: Some(workload.address.to_string()),
+        tls: Some(workload.tls),
+        ..peers.mine.clone()
+    };
+    if peers.mine != mine {
+        peers.save_mine(tools, mine)?;
     }
 
     // Act on this unit's role.
@@ -139,16 +144,33 @@ pub fn connect_primary(ctx: &Context, peers: &Peers, passwords: &Passwords) -> R
         let server = cached_server(ctx)?.context("this unit's server is not set up yet")?;
         return Db::local_peer(&server.layout.socket_dir());
     }
-    let address = peers
+    let data = peers
         .members
         .get(primary)
-        .and_then(|m| m.address.as_deref()?.parse().ok())
+        .with_context(|| format!("the primary {primary} is not among the peers"))?;
+    let address = data
+        .address
+        .as_deref()
+        .and_then(|a| a.parse().ok())
         .with_context(|| format!("the primary {primary} has not published its address"))?;
-    Db::remote(
+    let ca = remote_ca(ctx, data.tls == Some(true))?;
+    let operator = passwords.get(SystemUser::Operator)?;
+    Db::remote_tls(
         address,
         SystemUser::Operator.as_str(),
-        passwords.get(SystemUser::Operator)?,
+        operator,
+        ca.as_deref(),
     )
+}
+
+/// The CA to verify a peer's server with: when that peer serves TLS and this
+/// unit has the cluster's CA.
+pub(crate) fn remote_ca(ctx: &Context, peer_tls: bool) -> Result<Option<std::path::PathBuf>> {
+    let Some(server) = cached_server(ctx)? else {
+        return Ok(None);
+    };
+    let paths = TlsPaths::of(&server);
+    Ok((peer_tls && paths.ca.exists()).then_some(paths.ca))
 }
 
 /// After a password change: a replica whose replication password changed

@@ -10,6 +10,7 @@ use anyhow::{Context as _, Result};
 use super::Cluster;
 use crate::charm::outcome::Waiting;
 use crate::charm::passwords::SystemUser;
+use crate::charm::tls::TlsPaths;
 use crate::charm::workload::slot_name;
 use crate::juju::{Status, StatusKind};
 use crate::postgres::conf::{Standby, PORT};
@@ -36,10 +37,23 @@ pub fn reconcile(c: &mut Cluster<'_>, primary: &str) -> Result<Status> {
         .workload
         .write_passfile(c.passwords.get(SystemUser::Replication)?)?;
     let slot = slot_name(me);
+    // Over TLS, verified against the cluster's CA, when the primary serves it.
+    let ca = TlsPaths::of(server).ca;
+    let sslmode = match primary_data.tls {
+        Some(true) if ca.exists() => "verify-ca",
+        Some(true) => "require",
+        _ => "prefer",
+    };
     let conninfo = format!(
-        "host={address} port={PORT} user=replication passfile={} application_name={slot} connect_timeout=10",
-        server.layout.passfile().display()
+        "host={address} port={PORT} user=replication passfile={} application_name={slot} \
+         connect_timeout=10 sslmode={sslmode} sslrootcert={}",
+        server.layout.passfile().display(),
+        ca.display()
     );
+    let ssl_env = [
+        ("PGSSLMODE", sslmode.to_owned()),
+        ("PGSSLROOTCERT", ca.display().to_string()),
+    ];
     let standby = || {
         Some(Standby {
             primary_conninfo: &conninfo,
@@ -67,7 +81,7 @@ pub fn reconcile(c: &mut Cluster<'_>, primary: &str) -> Result<Status> {
             ),
         )?;
         server.stop()?;
-        let set_aside = server.seed_from(address, &slot)?;
+        let set_aside = server.seed_from(address, &slot, &ssl_env)?;
         c.workload.configure(&c.peers, standby())?;
         server.start()?;
         // The old data goes only once the new server has started on its copy.
