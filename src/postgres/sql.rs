@@ -119,6 +119,12 @@ impl Db {
             .with_context(|| format!("statement failed: {}", first_words(sql)))
     }
 
+    /// Runs a query that returns one text value.
+    pub fn query_text(&self, sql: &str) -> Result<String> {
+        let row = self.rt.block_on(self.client.query_one(sql, &[]))?;
+        Ok(row.get(0))
+    }
+
     /// Runs a query that returns one bigint.
     pub fn query_i64(&self, sql: &str) -> Result<i64> {
         let row = self.rt.block_on(self.client.query_one(sql, &[]))?;
