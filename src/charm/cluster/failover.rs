@@ -18,6 +18,12 @@ use crate::postgres::sql::Db;
 /// How long replicas get to receive the old primary's last WAL.
 const CATCH_UP: Duration = Duration::from_secs(60);
 
+/// How to reach another unit's server.
+struct Remote {
+    addr: IpAddr,
+    ca: Option<PathBuf>,
+}
+
 /// Records a new primary in the peer app bag.
 pub fn elect(c: &mut Cluster<'_>, old: &str) -> Result<()> {
     let operator = c.passwords.get(SystemUser::Operator)?.to_owned();
@@ -29,12 +35,11 @@ pub fn elect(c: &mut Cluster<'_>, old: &str) -> Result<()> {
     };
 
     // The candidates: this unit and every peer still here.
-    let mut candidates: Vec<(String, Option<(IpAddr, Option<PathBuf>)>)> =
-        vec![(c.ctx.unit.clone(), None)];
+    let mut candidates = vec![(c.ctx.unit.clone(), None)];
     for (unit, data) in &c.peers.members {
         if let Some(addr) = data.address.as_deref().and_then(|a| a.parse().ok()) {
             let ca = remote_ca(c.ctx, data.tls == Some(true))?;
-            candidates.push((unit.clone(), Some((addr, ca))));
+            candidates.push((unit.clone(), Some(Remote { addr, ca })));
         }
     }
 
@@ -99,14 +104,10 @@ fn fence(addr: IpAddr, operator: &str, ca: Option<&Path>) -> Option<u64> {
 }
 
 /// A candidate's WAL position (None when it does not answer).
-fn position(
-    c: &Cluster<'_>,
-    remote: Option<&(IpAddr, Option<PathBuf>)>,
-    operator: &str,
-) -> Option<u64> {
+fn position(c: &Cluster<'_>, remote: Option<&Remote>, operator: &str) -> Option<u64> {
     let db = match remote {
         None => Db::local_peer(&c.workload.server.layout.socket_dir()),
-        Some((addr, ca)) => Db::remote_tls(*addr, "operator", operator, ca.as_deref()),
+        Some(r) => Db::remote_tls(r.addr, "operator", operator, r.ca.as_deref()),
     };
     db.and_then(|db| db.wal_position()).ok()
 }
