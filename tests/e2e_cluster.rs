@@ -9,6 +9,9 @@ mod support;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use postgresql_charm::postgres::binaries;
+use postgresql_charm::postgres::os_user::ServerUser;
+use postgresql_charm::postgres::server::{Layout, Server};
 use postgresql_charm::postgres::sql::Db;
 use serde_json::Value;
 use support::Model;
@@ -225,6 +228,55 @@ fn a_cluster_replicates_changes_passwords_and_survives_its_primary_leaving() {
     eventually("the remaining replica follows the new primary", || {
         count(&rdb) == 3500
     });
+
+    // update-status brings a stopped server back.
+    server_of(&model, other).stop().unwrap();
+    assert!(Db::remote(address(&model, other), "operator", &new_operator).is_err());
+    model.ok(&["run-hook", other, "update-status"]);
+    let rdb = connect(&model, other, &new_operator);
+    eventually("the restarted replica streams again", || {
+        count(&rdb) == 3500
+    });
+    assert_healthy(&model, 2);
+
+    // A leader change alone does not move the primary.
+    model.ok(&["add-unit", "postgresql"]);
+    let leader = leader(&model);
+    // (The leader elected the most advanced replica, itself not preferred.)
+    assert_ne!(leader, new_primary, "the leader is a replica here");
+    model.ok(&["remove-unit", &leader]);
+    assert_ne!(self::leader(&model), leader);
+    assert_eq!(
+        primary(&model),
+        new_primary,
+        "the primary moved with the leadership"
+    );
+    assert_healthy(&model, 2);
+}
+
+fn leader(model: &Model) -> String {
+    units(model)
+        .into_iter()
+        .find(|(_, u)| u["leader"] == Value::Bool(true))
+        .map(|(name, _)| name)
+        .expect("a leader")
+}
+
+/// The server of a unit, driven directly (as an operator's mistake would).
+fn server_of(model: &Model, unit: &str) -> Server {
+    let storage = model
+        .dir()
+        .join("model/units")
+        .join(unit.replace('/', "-"))
+        .join("storage");
+    let dir = std::fs::read_dir(&storage)
+        .unwrap()
+        .flatten()
+        .next()
+        .expect("a storage")
+        .path();
+    let bin = binaries::find().unwrap().unwrap();
+    Server::new(bin, Layout::new(dir), ServerUser::detect().unwrap())
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
