@@ -10,6 +10,7 @@
 //!   configuration, the OS user it runs as, SQL. Knows nothing of Juju.
 
 pub mod actions;
+pub mod backup;
 pub mod charm;
 pub mod juju;
 pub mod postgres;

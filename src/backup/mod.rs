@@ -1,0 +1,6 @@
+//! The backup engine: the repository in S3 and its settings, WAL archiving,
+//! backups and their catalog. Knows nothing of Juju; talks to PostgreSQL
+//! through `crate::postgres`.
+
+pub mod repo;
+pub mod settings;

@@ -1,0 +1,68 @@
+//! The repository: an object store scoped to this cluster's prefix, and the
+//! names of what lives in it. Everything else in the engine sees only the
+//! `ObjectStore` trait, so tests run the same code on `InMemory`.
+//!
+//! ```text
+//! <path>/<model>.<app>/
+//!   repository.json                    the owner cluster
+//!   wal/<timeline+log>/<segment>-<sha256>.zst
+//!   wal/<timeline>.history-<sha256>.zst
+//!   backups/<id>/...                   one backup; its manifest is written last
+//! ```
+
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+use object_store::aws::AmazonS3Builder;
+use object_store::prefix::PrefixStore;
+use object_store::{ClientOptions, ObjectStore};
+
+use super::settings::{RepoSettings, UriStyle};
+
+/// This cluster's view of the bucket.
+#[derive(Clone)]
+pub struct Repo {
+    pub store: Arc<dyn ObjectStore>,
+}
+
+impl Repo {
+    /// Wraps any store (tests use `InMemory`).
+    pub fn new(store: Arc<dyn ObjectStore>) -> Self {
+        Self { store }
+    }
+
+    /// Opens the S3 repository the settings describe.
+    pub fn open(settings: &RepoSettings) -> Result<Self> {
+        let mut options =
+            ClientOptions::new().with_allow_http(settings.endpoint.starts_with("http://"));
+        for pem in &settings.tls_ca_chain {
+            let certs = object_store::Certificate::from_pem_bundle(pem.as_bytes())
+                .context("the S3 CA chain (tls-ca-chain) is not valid PEM")?;
+            for cert in certs {
+                options = options.with_root_certificate(cert);
+            }
+        }
+        if let Some(class) = &settings.storage_class {
+            let mut headers = http::HeaderMap::new();
+            let value = class
+                .parse()
+                .context("the S3 storage class is not a valid header value")?;
+            headers.insert("x-amz-storage-class", value);
+            options = options.with_default_headers(headers);
+        }
+        let s3 = AmazonS3Builder::new()
+            .with_endpoint(&settings.endpoint)
+            .with_bucket_name(&settings.bucket)
+            .with_region(settings.region.as_deref().unwrap_or("us-east-1"))
+            .with_access_key_id(&settings.access_key)
+            .with_secret_access_key(&settings.secret_key)
+            .with_virtual_hosted_style_request(settings.uri_style == UriStyle::Host)
+            .with_client_options(options)
+            .build()
+            .context("cannot set up the S3 client from the relation's settings")?;
+        let scoped = PrefixStore::new(s3, settings.prefix());
+        Ok(Self {
+            store: Arc::new(scoped),
+        })
+    }
+}
