@@ -2,5 +2,7 @@
 //! backups and their catalog. Knows nothing of Juju; talks to PostgreSQL
 //! through `crate::postgres`.
 
+pub mod catalog;
+pub mod owner;
 pub mod repo;
 pub mod settings;

@@ -7,6 +7,7 @@ pub mod event;
 pub mod outcome;
 pub mod passwords;
 pub mod peers;
+pub mod s3;
 pub mod tls;
 pub mod workload;
 

@@ -1,0 +1,346 @@
+//! The catalog: one record per backup, stored as `backups/<id>/record.json`
+//! and written last, so that a backup exists exactly when its record does.
+//! A failed backup gets a record too, with its error. Listing reads every
+//! record; a backup directory without one was cut off and shows as failed.
+
+use std::fmt;
+use std::str::FromStr;
+
+use anyhow::{bail, Context as _, Result};
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use serde::{Deserialize, Serialize};
+
+use super::repo::Repo;
+
+/// What a backup stores: everything, or what changed since another one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupKind {
+    Full,
+    /// What changed since the last full backup.
+    Differential,
+    /// What changed since the last backup of any kind.
+    Incremental,
+}
+
+impl BackupKind {
+    /// The `action` column of list-backups.
+    pub fn action(self) -> &'static str {
+        match self {
+            Self::Full => "full backup",
+            Self::Differential => "differential backup",
+            Self::Incremental => "incremental backup",
+        }
+    }
+}
+
+impl FromStr for BackupKind {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "full" => Ok(Self::Full),
+            "differential" => Ok(Self::Differential),
+            "incremental" => Ok(Self::Incremental),
+            other => bail!(
+                "Invalid backup type: {other}. Possible values: full, differential, incremental."
+            ),
+        }
+    }
+}
+
+impl fmt::Display for BackupKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Full => "full",
+            Self::Differential => "differential",
+            Self::Incremental => "incremental",
+        })
+    }
+}
+
+/// One file, directory or link of the data directory as a backup holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct FileRecord {
+    pub path: String,
+    /// `file`, `dir` or `link`.
+    pub kind: String,
+    #[serde(default)]
+    pub size: u64,
+    /// Seconds since the epoch.
+    #[serde(default)]
+    pub mtime: i64,
+    #[serde(default)]
+    pub mode: u32,
+    /// SHA-256 of the content (files only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Key of the object holding the compressed content: in this backup's
+    /// directory, or in the earlier backup it was unchanged since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<String>,
+    /// Stored (compressed) bytes of that object.
+    #[serde(default)]
+    pub stored: u64,
+    /// A link's target (tablespaces).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+}
+
+/// Whether a backup can be restored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupStatus {
+    Finished,
+    Failed,
+}
+
+/// The record of one backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct BackupRecord {
+    pub id: String,
+    pub kind: BackupKind,
+    /// The backup this one builds on (differential: the last full;
+    /// incremental: the last backup of any kind).
+    pub reference: Option<String>,
+    pub status: BackupStatus,
+    pub error: Option<String>,
+    pub start_lsn: Option<String>,
+    pub stop_lsn: Option<String>,
+    pub start_time: String,
+    pub finish_time: Option<String>,
+    pub timeline: Option<u32>,
+    /// The unit that took it.
+    pub unit: String,
+    pub pg_version: Option<u32>,
+    pub system_identifier: Option<String>,
+    /// Bytes of the data directory it represents, and bytes it added to the repository.
+    #[serde(default)]
+    pub database_bytes: u64,
+    #[serde(default)]
+    pub stored_bytes: u64,
+    #[serde(default)]
+    pub files: Vec<FileRecord>,
+}
+
+impl BackupRecord {
+    pub fn is_finished(&self) -> bool {
+        self.status == BackupStatus::Finished
+    }
+}
+
+/// `backups/<id>/` — everything of one backup.
+pub fn backup_dir(id: &str) -> String {
+    format!("backups/{id}")
+}
+
+fn record_path(id: &str) -> ObjectPath {
+    ObjectPath::from(format!("{}/record.json", backup_dir(id)))
+}
+
+/// Writes a backup's record (the commit of the backup).
+pub async fn save(repo: &Repo, record: &BackupRecord) -> Result<()> {
+    let body = serde_json::to_vec(record).context("cannot encode the backup record")?;
+    repo.store
+        .put(&record_path(&record.id), PutPayload::from(body))
+        .await
+        .with_context(|| format!("cannot write the record of backup {}", record.id))?;
+    Ok(())
+}
+
+/// Reads one backup's record.
+pub async fn load(repo: &Repo, id: &str) -> Result<Option<BackupRecord>> {
+    match repo.store.get(&record_path(id)).await {
+        Ok(found) => {
+            let bytes = found
+                .bytes()
+                .await
+                .with_context(|| format!("cannot read the record of backup {id}"))?;
+            let record = serde_json::from_slice(&bytes)
+                .with_context(|| format!("the record of backup {id} is not valid"))?;
+            Ok(Some(record))
+        }
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(err) => Err(err).with_context(|| format!("cannot read the record of backup {id}")),
+    }
+}
+
+/// Every backup in the repository, sorted by id (ids sort by time). A
+/// directory without a record was cut off mid-way: listed as failed.
+pub async fn list(repo: &Repo) -> Result<Vec<BackupRecord>> {
+    let listing = repo
+        .store
+        .list_with_delimiter(Some(&ObjectPath::from("backups")))
+        .await
+        .context("cannot list the backups in the repository")?;
+    let ids: Vec<String> = listing
+        .common_prefixes
+        .iter()
+        .filter_map(|p| p.filename().map(str::to_owned))
+        .collect();
+    let mut records: Vec<BackupRecord> = futures::stream::iter(ids)
+        .map(|id| async move {
+            let record = load(repo, &id).await?;
+            Ok::<_, anyhow::Error>(record.unwrap_or_else(|| cut_off(&id)))
+        })
+        .buffer_unordered(8)
+        .try_collect()
+        .await?;
+    records.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(records)
+}
+
+fn cut_off(id: &str) -> BackupRecord {
+    BackupRecord {
+        id: id.to_owned(),
+        kind: BackupKind::Full,
+        reference: None,
+        status: BackupStatus::Failed,
+        error: Some("the backup did not finish: it has no record".into()),
+        start_lsn: None,
+        stop_lsn: None,
+        start_time: id.to_owned(),
+        finish_time: None,
+        timeline: None,
+        unit: String::new(),
+        pg_version: None,
+        system_identifier: None,
+        database_bytes: 0,
+        stored_bytes: 0,
+        files: Vec::new(),
+    }
+}
+
+/// The backup a new one of `kind` builds on, among finished ones of this
+/// cluster; `None` for a full backup. Fails with the anchor's message when
+/// there is no full backup to build on.
+pub fn reference_for(
+    kind: BackupKind,
+    records: &[BackupRecord],
+    system_identifier: &str,
+) -> Result<Option<String>> {
+    let ours = records
+        .iter()
+        .filter(|r| r.is_finished() && r.system_identifier.as_deref() == Some(system_identifier));
+    let reference = match kind {
+        BackupKind::Full => return Ok(None),
+        BackupKind::Differential => ours.filter(|r| r.kind == BackupKind::Full).last(),
+        BackupKind::Incremental => {
+            let candidates: Vec<&BackupRecord> = ours.collect();
+            // Only a chain that starts with a full backup can be restored.
+            candidates
+                .iter()
+                .rposition(|r| r.kind == BackupKind::Full)
+                .map(|_| *candidates.last().unwrap())
+        }
+    };
+    match reference {
+        Some(r) => Ok(Some(r.id.clone())),
+        None => bail!("Invalid backup type: {kind}. No previous full backup to reference."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::memory::InMemory;
+    use std::sync::Arc;
+
+    fn record(id: &str, kind: BackupKind, finished: bool) -> BackupRecord {
+        BackupRecord {
+            kind,
+            status: if finished {
+                BackupStatus::Finished
+            } else {
+                BackupStatus::Failed
+            },
+            system_identifier: Some("42".into()),
+            error: None,
+            ..cut_off(id)
+        }
+    }
+
+    #[test]
+    fn references_follow_the_kind() {
+        use BackupKind::*;
+        let records = [
+            record("2026-01-01T00:00:00Z", Full, true),
+            record("2026-01-02T00:00:00Z", Incremental, true),
+            record("2026-01-03T00:00:00Z", Full, false),
+        ];
+        assert_eq!(reference_for(Full, &records, "42").unwrap(), None);
+        assert_eq!(
+            reference_for(Differential, &records, "42")
+                .unwrap()
+                .unwrap(),
+            "2026-01-01T00:00:00Z"
+        );
+        assert_eq!(
+            reference_for(Incremental, &records, "42").unwrap().unwrap(),
+            "2026-01-02T00:00:00Z"
+        );
+        let err = reference_for(Differential, &records[1..], "42").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Invalid backup type: differential. No previous full backup to reference."
+        );
+        let err = reference_for(Incremental, &records, "another cluster").unwrap_err();
+        assert!(err.to_string().contains("No previous full backup"), "{err}");
+    }
+
+    #[test]
+    fn kinds_parse_with_the_anchor_message() {
+        assert_eq!(
+            "incremental".parse::<BackupKind>().unwrap(),
+            BackupKind::Incremental
+        );
+        let err = "weekly".parse::<BackupKind>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Invalid backup type: weekly. Possible values: full, differential, incremental."
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn records_list_sorted_and_cut_off_backups_show_as_failed() {
+        let repo = Repo::new(Arc::new(InMemory::new()));
+        save(
+            &repo,
+            &record("2026-01-02T00:00:00Z", BackupKind::Incremental, true),
+        )
+        .await
+        .unwrap();
+        save(
+            &repo,
+            &record("2026-01-01T00:00:00Z", BackupKind::Full, true),
+        )
+        .await
+        .unwrap();
+        let orphan = ObjectPath::from("backups/2026-01-03T00:00:00Z/data/0.zst");
+        repo.store
+            .put(&orphan, PutPayload::from_static(b"x"))
+            .await
+            .unwrap();
+
+        let listed = list(&repo).await.unwrap();
+        let ids: Vec<&str> = listed.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "2026-01-01T00:00:00Z",
+                "2026-01-02T00:00:00Z",
+                "2026-01-03T00:00:00Z"
+            ]
+        );
+        assert!(!listed[2].is_finished());
+        assert!(listed[2]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("did not finish"));
+    }
+}
