@@ -223,12 +223,12 @@ pub fn reference_for(
     records: &[BackupRecord],
     system_identifier: &str,
 ) -> Result<Option<String>> {
-    let ours = records
+    let mut ours = records
         .iter()
         .filter(|r| r.is_finished() && r.system_identifier.as_deref() == Some(system_identifier));
     let reference = match kind {
         BackupKind::Full => return Ok(None),
-        BackupKind::Differential => ours.filter(|r| r.kind == BackupKind::Full).last(),
+        BackupKind::Differential => ours.rfind(|r| r.kind == BackupKind::Full),
         BackupKind::Incremental => {
             let candidates: Vec<&BackupRecord> = ours.collect();
             // Only a chain that starts with a full backup can be restored.
