@@ -4,5 +4,7 @@
 
 pub mod catalog;
 pub mod owner;
+pub mod pgmanifest;
 pub mod repo;
 pub mod settings;
+pub mod walk;
