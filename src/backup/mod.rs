@@ -3,8 +3,10 @@
 //! through `crate::postgres`.
 
 pub mod catalog;
+pub mod codec;
 pub mod owner;
 pub mod pgmanifest;
 pub mod repo;
 pub mod settings;
+pub mod wal;
 pub mod walk;
