@@ -10,6 +10,11 @@ use postgresql_charm::juju::{Context, ProcessTools};
 use tracing_subscriber::layer::SubscriberExt;
 
 fn main() -> ExitCode {
+    // archive_command and restore_command: no Juju context, no juju-log.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(code) = postgresql_charm::backup::archive_cli::dispatch(&args) {
+        return code;
+    }
     let env: HashMap<String, String> = std::env::vars().collect();
     let ctx = match Context::from_env(&env) {
         Ok(ctx) => ctx,

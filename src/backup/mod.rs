@@ -2,6 +2,7 @@
 //! backups and their catalog. Knows nothing of Juju; talks to PostgreSQL
 //! through `crate::postgres`.
 
+pub mod archive_cli;
 pub mod catalog;
 pub mod codec;
 pub mod owner;

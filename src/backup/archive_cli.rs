@@ -1,0 +1,173 @@
+//! `postgresql-charm wal-push` and `wal-fetch`: the charm binary as
+//! PostgreSQL's archive_command and restore_command. They run as the server's
+//! OS user outside any hook, read the repository settings the charm wrote,
+//! and answer with the exit codes PostgreSQL acts on:
+//!
+//! - wal-push: 0 archived (or already archived, identical), 1 anything else;
+//!   PostgreSQL keeps the segment and retries.
+//! - wal-fetch: 0 restored, 1 not in the archive (PostgreSQL: end of the
+//!   archive), [`FETCH_ABORT`] when the archive could not be read after the
+//!   retries, or the file is corrupt, or the command is wrong: PostgreSQL
+//!   aborts recovery rather than promote on partial history.
+//!
+//! Failures are one line on stderr, e.g. `wal-push: cannot archive <segment>:
+//! <reason>`; the settings' keys never appear in it.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _, Result};
+
+use super::repo::Repo;
+use super::settings::RepoSettings;
+use super::wal::{self, Backoff, Fetched};
+
+/// wal-fetch's exit code for anything but "found" and "not found": above
+/// 125, so that PostgreSQL aborts recovery instead of ending it.
+pub const FETCH_ABORT: u8 = 200;
+
+/// Runs the subcommand `args[1]` names if it is `wal-push` or `wal-fetch`;
+/// `None` for anything else (the binary then runs as a hook).
+pub fn dispatch(args: &[OsString]) -> Option<ExitCode> {
+    let command = args.get(1)?.to_str()?;
+    let rest = &args[2..];
+    match command {
+        "wal-push" => Some(wal_push(rest)),
+        "wal-fetch" => Some(wal_fetch(rest)),
+        _ => None,
+    }
+}
+
+fn wal_push(args: &[OsString]) -> ExitCode {
+    let (settings, operands) = match parse(args, 1, "wal-push --settings FILE PATH") {
+        Ok(parsed) => parsed,
+        Err(err) => {
+            eprintln!("wal-push: {err:#}");
+            return ExitCode::from(1);
+        }
+    };
+    let file = PathBuf::from(&operands[0]);
+    let segment = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| file.display().to_string());
+    let result = open(&settings).and_then(|repo| block_on(wal::push(&repo, &file)));
+    match result {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("wal-push: cannot archive {segment}: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn wal_fetch(args: &[OsString]) -> ExitCode {
+    let (settings, operands) = match parse(args, 2, "wal-fetch --settings FILE NAME PATH") {
+        Ok(parsed) => parsed,
+        Err(err) => {
+            eprintln!("wal-fetch: {err:#}");
+            return ExitCode::from(FETCH_ABORT);
+        }
+    };
+    let name = operands[0].to_string_lossy().into_owned();
+    let dest = PathBuf::from(&operands[1]);
+    let result = open(&settings)
+        .and_then(|repo| block_on(wal::fetch(&repo, &name, &dest, &Backoff::STANDARD)));
+    match result {
+        Ok(Fetched::Found) => ExitCode::SUCCESS,
+        Ok(Fetched::NotFound) => ExitCode::from(1),
+        Err(err) => {
+            eprintln!("wal-fetch: cannot restore {name}: {err:#}");
+            ExitCode::from(FETCH_ABORT)
+        }
+    }
+}
+
+/// `--settings FILE` (anywhere) and exactly `count` operands.
+fn parse(args: &[OsString], count: usize, usage: &str) -> Result<(PathBuf, Vec<OsString>)> {
+    let mut settings = None;
+    let mut operands = Vec::new();
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        if arg == "--settings" {
+            let value = iter.next().context("--settings needs a file")?;
+            settings = Some(PathBuf::from(value));
+        } else if let Some(value) = arg.to_str().and_then(|a| a.strip_prefix("--settings=")) {
+            settings = Some(PathBuf::from(value));
+        } else {
+            operands.push(arg.clone());
+        }
+    }
+    let Some(settings) = settings else {
+        bail!("missing --settings; usage: {usage}");
+    };
+    if operands.len() != count {
+        bail!(
+            "expected {count} operand(s), got {}; usage: {usage}",
+            operands.len()
+        );
+    }
+    Ok((settings, operands))
+}
+
+fn open(settings: &std::path::Path) -> Result<Repo> {
+    Repo::open(&RepoSettings::load(settings)?)
+}
+
+fn block_on<T>(future: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(future)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<OsString> {
+        list.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn only_the_two_subcommands_are_taken() {
+        assert!(dispatch(&args(&["charm"])).is_none());
+        assert!(dispatch(&args(&["charm", "install"])).is_none());
+    }
+
+    #[test]
+    fn settings_and_operands_are_parsed_in_any_order() {
+        let (s, ops) = parse(&args(&["--settings", "/s.json", "pg_wal/x"]), 1, "u").unwrap();
+        assert_eq!(s, PathBuf::from("/s.json"));
+        assert_eq!(ops, args(&["pg_wal/x"]));
+        let (s, ops) = parse(&args(&["a", "--settings=/t", "b"]), 2, "u").unwrap();
+        assert_eq!(s, PathBuf::from("/t"));
+        assert_eq!(ops, args(&["a", "b"]));
+        assert!(parse(&args(&["pg_wal/x"]), 1, "u").is_err());
+        assert!(parse(&args(&["--settings", "/s", "a", "b"]), 1, "u").is_err());
+        assert!(parse(&args(&["--settings"]), 0, "u").is_err());
+    }
+
+    #[test]
+    fn a_fetch_that_cannot_read_its_settings_aborts_recovery() {
+        let code = dispatch(&args(&[
+            "charm",
+            "wal-fetch",
+            "--settings",
+            "/nonexistent/settings.json",
+            "000000010000000000000001",
+            "/nonexistent/dest",
+        ]));
+        assert_eq!(code, Some(ExitCode::from(FETCH_ABORT)));
+        let code = dispatch(&args(&[
+            "charm",
+            "wal-push",
+            "--settings",
+            "/nonexistent/settings.json",
+            "pg_wal/000000010000000000000001",
+        ]));
+        assert_eq!(code, Some(ExitCode::from(1)));
+    }
+}
