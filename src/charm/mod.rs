@@ -1,6 +1,7 @@
 //! The charm: events to handlers, with one span per hook or action, and the
 //! outcome of each mapped to what Juju sees.
 
+pub mod archiving;
 pub mod cluster;
 pub mod config;
 pub mod event;

@@ -59,6 +59,8 @@ pub struct Workload {
     pub address: IpAddr,
     /// True when this unit has its certificate installed and serves TLS.
     pub tls: bool,
+    /// The archive_command, once the repository may be written to.
+    pub archive_command: Option<String>,
     config: CharmConfig,
     charm_user: String,
 }
@@ -104,6 +106,7 @@ impl Workload {
             server: Server::new(bin, Layout::new(storage), ServerUser::detect()?),
             address,
             tls: false,
+            archive_command: None,
             config: config.clone(),
             charm_user: current_user_name()?,
         })
@@ -135,7 +138,7 @@ impl Workload {
             log_dir: &logs,
             profile: self.config.profile,
             memory_bytes: total_memory(),
-            archive_command: NO_ARCHIVE,
+            archive_command: self.archive_command.as_deref().unwrap_or(NO_ARCHIVE),
             standby,
             tls: self.tls.then(|| TlsFiles {
                 cert: &tls.cert,

@@ -150,6 +150,20 @@ impl Server {
             .is_some_and(|status| status.trim() == "ready"))
     }
 
+    /// The cluster's system identifier, from pg_control (server up or down).
+    pub fn system_identifier(&self) -> Result<String> {
+        let out = run(
+            self.user
+                .command(self.bin.program("pg_controldata"))
+                .arg(self.layout.data()),
+            "read the cluster's control file",
+        )?;
+        out.lines()
+            .find_map(|l| l.strip_prefix("Database system identifier:"))
+            .map(|v| v.trim().to_owned())
+            .context("pg_controldata printed no system identifier")
+    }
+
     /// True when the data directory is a standby's (standby.signal).
     pub fn is_standby(&self) -> bool {
         self.layout.data().join("standby.signal").exists()

@@ -9,11 +9,13 @@ mod replica;
 
 use anyhow::{Context as _, Result};
 
+use super::archiving;
 use super::config::CharmConfig;
 use super::event::CERTIFICATES_ENDPOINT;
 use super::outcome::Waiting;
 use super::passwords::{self, Passwords, SystemUser};
 use super::peers::{PeerUnitData, Peers};
+use super::s3;
 use super::tls::{self, TlsPaths};
 use super::workload::Workload;
 use crate::juju::{Context, HookTools, Status, StatusKind};
@@ -68,6 +70,12 @@ pub fn reconcile(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
         peers.save_mine(tools, mine)?;
     }
 
+    // The repository: WAL goes to it only once it is reachable and ours.
+    let s3 = s3::load(ctx, tools, leader)?;
+    let repository_problem = archiving::check(ctx, &workload.server, &s3)?;
+    workload.archive_command =
+        archiving::command(ctx, &workload.server, &s3, repository_problem.is_none())?;
+
     // Act on this unit's role.
     let mut cluster = Cluster {
         ctx,
@@ -77,7 +85,13 @@ pub fn reconcile(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
         workload,
         passwords,
     };
-    let status = cluster.role_step()?;
+    let status = match (cluster.role_step()?, repository_problem) {
+        // The cluster serves, but the user has the repository to fix.
+        (status, Some(problem)) if status.kind == StatusKind::Active => {
+            Status::new(StatusKind::Blocked, problem)
+        }
+        (status, _) => status,
+    };
     tools.status_set(false, &status)
 }
 
@@ -111,7 +125,8 @@ pub fn update_status(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
     let Some(server) = cached_server(ctx)? else {
         return reconcile(ctx, tools);
     };
-    if !server.is_initialised() || !server.is_ready()? {
+    // Anything not plainly healthy goes through the whole reconcile step.
+    if !server.is_initialised() || !server.is_ready()? || !archiving::verified(&server) {
         return reconcile(ctx, tools);
     }
     let status = if server.is_standby() {
