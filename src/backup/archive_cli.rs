@@ -56,7 +56,7 @@ fn wal_push(args: &[OsString]) -> ExitCode {
     match result {
         Ok(_) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("wal-push: cannot archive {segment}: {err:#}");
+            eprintln!("wal-push: cannot archive {segment}: {}", one_line(&err));
             ExitCode::from(1)
         }
     }
@@ -78,7 +78,7 @@ fn wal_fetch(args: &[OsString]) -> ExitCode {
         Ok(Fetched::Found) => ExitCode::SUCCESS,
         Ok(Fetched::NotFound) => ExitCode::from(1),
         Err(err) => {
-            eprintln!("wal-fetch: cannot restore {name}: {err:#}");
+            eprintln!("wal-fetch: cannot restore {name}: {}", one_line(&err));
             ExitCode::from(FETCH_ABORT)
         }
     }
@@ -109,6 +109,20 @@ fn parse(args: &[OsString], count: usize, usage: &str) -> Result<(PathBuf, Vec<O
         );
     }
     Ok((settings, operands))
+}
+
+/// The error's causes on one line, each said once: object_store's errors
+/// already print their own sources, which `{:#}` would repeat.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if parts.last().is_some_and(|shown| shown.contains(&text)) {
+            continue;
+        }
+        parts.push(text);
+    }
+    parts.join(": ").replace(['\n', '\r'], " ")
 }
 
 fn open(settings: &std::path::Path) -> Result<Repo> {
@@ -148,6 +162,28 @@ mod tests {
         assert!(parse(&args(&["pg_wal/x"]), 1, "u").is_err());
         assert!(parse(&args(&["--settings", "/s", "a", "b"]), 1, "u").is_err());
         assert!(parse(&args(&["--settings"]), 0, "u").is_err());
+    }
+
+    #[test]
+    fn errors_are_one_line_with_each_cause_once() {
+        #[derive(Debug)]
+        struct Wrapping(std::io::Error);
+        impl std::fmt::Display for Wrapping {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "store error: {}", self.0)
+            }
+        }
+        impl std::error::Error for Wrapping {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let io = std::io::Error::other("connection\nrefused");
+        let err = anyhow::Error::new(Wrapping(io)).context("cannot list wal");
+        assert_eq!(
+            one_line(&err),
+            "cannot list wal: store error: connection refused"
+        );
     }
 
     #[test]
