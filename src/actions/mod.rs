@@ -1,8 +1,11 @@
 //! The actions, one module each; every `run()` is a narrated list of steps.
 
 mod backups;
+mod create_backup;
 mod get_password;
 mod get_primary;
+mod list_backups;
+mod restore;
 mod set_password;
 
 use anyhow::{bail, Result};
@@ -16,9 +19,9 @@ pub fn run(ctx: &Context, tools: &dyn HookTools, action: &Action) -> Result<()> 
         Action::GetPassword => get_password::run(ctx, tools),
         Action::SetPassword => set_password::run(ctx, tools),
         Action::GetPrimary => get_primary::run(ctx, tools),
-        Action::CreateBackup => backups::create(ctx, tools),
-        Action::ListBackups => backups::list(ctx, tools),
-        Action::Restore => backups::restore(ctx, tools),
+        Action::CreateBackup => create_backup::run(ctx, tools),
+        Action::ListBackups => list_backups::run(ctx, tools),
+        Action::Restore => restore::run(ctx, tools),
         Action::Unknown(name) => bail!("this charm has no action {name:?}: see actions.yaml"),
     }
 }

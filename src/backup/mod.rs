@@ -4,10 +4,14 @@
 
 pub mod archive_cli;
 pub mod catalog;
+pub mod engine;
+pub mod lock;
 pub mod codec;
 pub mod owner;
 pub mod pgmanifest;
 pub mod repo;
+pub mod restore;
 pub mod settings;
+pub mod upload;
 pub mod wal;
 pub mod walk;

@@ -58,6 +58,12 @@ impl Repo {
             .with_secret_access_key(&settings.secret_key)
             .with_virtual_hosted_style_request(settings.uri_style == UriStyle::Host)
             .with_client_options(options)
+            // Callers retry on their own terms (wal-fetch, actions): fail fast.
+            .with_retry(object_store::RetryConfig {
+                max_retries: 3,
+                retry_timeout: std::time::Duration::from_secs(30),
+                ..Default::default()
+            })
             .build()
             .context("cannot set up the S3 client from the relation's settings")?;
         let scoped = PrefixStore::new(s3, settings.prefix());

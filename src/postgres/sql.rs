@@ -125,6 +125,17 @@ impl Db {
         Ok(row.get(0))
     }
 
+    /// Runs a query that returns one row; each column as text (or NULL).
+    pub fn query_row(&self, sql: &str) -> Result<Vec<Option<String>>> {
+        let row = self
+            .rt
+            .block_on(self.client.query_one(sql, &[]))
+            .with_context(|| format!("query failed: {}", first_words(sql)))?;
+        Ok((0..row.len())
+            .map(|i| row.get::<_, Option<String>>(i))
+            .collect())
+    }
+
     /// Runs a query that returns one bigint.
     pub fn query_i64(&self, sql: &str) -> Result<i64> {
         let row = self.rt.block_on(self.client.query_one(sql, &[]))?;

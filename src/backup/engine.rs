@@ -1,0 +1,358 @@
+//! Taking a backup, as a narrated list of steps: start it on a held
+//! connection, copy the data directory (what changed only, for a
+//! differential or incremental one) compressed and checksummed into the
+//! repository, stop it, make sure its WAL is archived, then write
+//! PostgreSQL's own manifest and, last, the record that commits it.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _, Result};
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+use super::catalog::{self, BackupKind, BackupRecord, BackupStatus, FileRecord};
+use super::pgmanifest::{ManifestBuilder, WalRange};
+use super::repo::Repo;
+use super::upload;
+use super::walk::{self, Kind};
+use crate::postgres::sql::{parse_lsn, Db};
+
+/// What to back up, and how.
+pub struct Request<'a> {
+    pub id: String,
+    pub kind: BackupKind,
+    /// The record this backup builds on (differential and incremental).
+    pub reference: Option<BackupRecord>,
+    pub unit: String,
+    pub data_dir: PathBuf,
+    pub pg_version: u32,
+    pub system_identifier: String,
+    /// Files uploaded at once.
+    pub concurrency: usize,
+    /// On a replica: the primary, to switch WAL so the last segment is archived.
+    pub primary: Option<&'a Db>,
+    /// Progress for whoever waits (action-log).
+    pub progress: &'a dyn Fn(&str),
+}
+
+/// Takes the backup; on failure records it as failed, with its error.
+pub fn take(repo: &Repo, db: &Db, req: &Request<'_>) -> Result<BackupRecord> {
+    let started = chrono::Utc::now();
+    let mut record = BackupRecord {
+        id: req.id.clone(),
+        kind: req.kind,
+        reference: req.reference.as_ref().map(|r| r.id.clone()),
+        status: BackupStatus::Failed,
+        error: None,
+        start_lsn: None,
+        stop_lsn: None,
+        start_time: started.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        finish_time: None,
+        timeline: None,
+        unit: req.unit.clone(),
+        pg_version: Some(req.pg_version),
+        system_identifier: Some(req.system_identifier.clone()),
+        database_bytes: 0,
+        stored_bytes: 0,
+        files: Vec::new(),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(req.concurrency.clamp(1, 8))
+        .enable_all()
+        .build()
+        .context("cannot start the upload runtime")?;
+    let outcome = run(&rt, repo, db, req, &mut record);
+    record.finish_time = Some(chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string());
+    match outcome {
+        Ok(()) => record.status = BackupStatus::Finished,
+        Err(ref err) => {
+            record.error = Some(format!("{err:#}"));
+            record.files.clear();
+        }
+    }
+    // The record is the commit: written last, for a failure too.
+    rt.block_on(catalog::save(repo, &record))
+        .context("cannot record the backup")?;
+    outcome.map(|()| record)
+}
+
+fn run(
+    rt: &tokio::runtime::Runtime,
+    repo: &Repo,
+    db: &Db,
+    req: &Request<'_>,
+    record: &mut BackupRecord,
+) -> Result<()> {
+    // Start: a checkpoint now, and the backup held by this connection.
+    let label = format!("postgresql-charm {}", req.id);
+    let start = db.query_row(&format!(
+        "SELECT pg_backup_start({}, true)::text",
+        crate::postgres::sql::literal(&label)
+    ))?;
+    record.start_lsn = start.into_iter().next().flatten();
+    (req.progress)(&format!(
+        "backup {} started at LSN {}",
+        req.id,
+        record.start_lsn.as_deref().unwrap_or("?")
+    ));
+
+    // Copy what the backup needs, in parallel, compressed and checksummed.
+    let copied = rt.block_on(copy_files(repo, req));
+    let (files, uploaded) = match copied {
+        Ok(done) => done,
+        Err(err) => {
+            // End the backup on the server before giving up.
+            let _ = db.query_row("SELECT lsn::text FROM pg_backup_stop(false)");
+            return Err(err);
+        }
+    };
+
+    // Stop: the label and tablespace map PostgreSQL hands back.
+    let on_primary = !db.is_in_recovery()?;
+    let stop = db.query_row(&format!(
+        "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop({on_primary})"
+    ))?;
+    let stop_lsn = stop[0].clone().context("pg_backup_stop returned no LSN")?;
+    let label_file = stop[1]
+        .clone()
+        .context("pg_backup_stop returned no backup label")?;
+    let map_file = stop[2].clone().unwrap_or_default();
+    let range = WalRange::from_backup_label(&label_file, parse_lsn(&stop_lsn)?)?;
+    record.stop_lsn = Some(stop_lsn);
+    record.timeline = Some(range.timeline);
+
+    // The WAL up to the stop point must be in the archive.
+    if let Some(primary) = req.primary {
+        primary
+            .execute("SELECT pg_switch_wal()")
+            .context("cannot switch WAL on the primary")?;
+    }
+    rt.block_on(wait_archived(repo, range.timeline, range.end_lsn))?;
+
+    // PostgreSQL's manifest, for pg_verifybackup on a restored copy.
+    let mut manifest = ManifestBuilder::new();
+    let mut extra = vec![("backup_label", label_file.into_bytes())];
+    if !map_file.is_empty() {
+        extra.push(("tablespace_map", map_file.into_bytes()));
+    }
+    for (name, bytes) in &extra {
+        rt.block_on(put(
+            repo,
+            &format!("{}/{name}", catalog::backup_dir(&req.id)),
+            bytes.clone(),
+        ))?;
+        let sha = super::codec::sha256_hex(bytes);
+        manifest.add_file(
+            Path::new(name),
+            bytes.len() as u64,
+            chrono::Utc::now().timestamp(),
+            decode_sha(&sha)?,
+        )?;
+    }
+    for file in files.iter().filter(|f| f.kind == "file") {
+        let sha = file
+            .sha256
+            .as_deref()
+            .context("a file without a checksum")?;
+        manifest.add_file(
+            Path::new(&file.path),
+            file.size,
+            file.mtime,
+            decode_sha(sha)?,
+        )?;
+    }
+    manifest.add_wal_range(range);
+    let rendered = manifest.render()?;
+    rt.block_on(put(
+        repo,
+        &format!("{}/backup_manifest", catalog::backup_dir(&req.id)),
+        rendered,
+    ))?;
+
+    record.database_bytes = files.iter().map(|f| f.size).sum();
+    record.stored_bytes = uploaded;
+    record.files = files;
+    Ok(())
+}
+
+/// Uploads every changed file; unchanged ones point at the reference's objects.
+async fn copy_files(repo: &Repo, req: &Request<'_>) -> Result<(Vec<FileRecord>, u64)> {
+    let entries = walk::walk(&req.data_dir)?;
+    let total: u64 = entries.iter().map(|e| e.size).sum();
+    let reference = req.reference.as_ref();
+    let reference_start =
+        reference.and_then(|r| chrono::DateTime::parse_from_rfc3339(&r.start_time).ok());
+    let (mut records, mut to_upload) = (Vec::new(), Vec::new());
+    for entry in entries {
+        let path = entry.path.to_string_lossy().into_owned();
+        let mut file = FileRecord {
+            path: path.clone(),
+            kind: match entry.kind {
+                Kind::File => "file",
+                Kind::Dir => "dir",
+                Kind::Symlink { .. } => "link",
+            }
+            .into(),
+            size: entry.size,
+            mtime: entry.mtime,
+            mode: entry.mode,
+            sha256: None,
+            object: None,
+            stored: 0,
+            target: match &entry.kind {
+                Kind::Symlink { target } => Some(target.to_string_lossy().into_owned()),
+                _ => None,
+            },
+        };
+        if entry.kind == Kind::File {
+            // Unchanged since the reference (same size and mtime, and not
+            // touched in the second that backup started): reuse its object.
+            let unchanged = reference
+                .and_then(|r| r.files.iter().find(|f| f.path == path))
+                .filter(|old| {
+                    old.size == entry.size
+                        && old.mtime == entry.mtime
+                        && reference_start.is_some_and(|t| entry.mtime < t.timestamp() - 1)
+                });
+            match unchanged {
+                Some(old) => {
+                    file.sha256 = old.sha256.clone();
+                    file.object = old.object.clone();
+                    file.stored = old.stored;
+                }
+                None => to_upload.push(records.len()),
+            }
+        }
+        records.push(file);
+    }
+
+    let changed_bytes: u64 = to_upload.iter().map(|&i| records[i].size).sum();
+    (req.progress)(&format!(
+        "copying {} of {} files ({} of {} MiB)",
+        to_upload.len(),
+        records.len(),
+        changed_bytes >> 20,
+        total >> 20
+    ));
+    let started = Instant::now();
+    let store = repo.store.clone();
+    let dir = catalog::backup_dir(&req.id);
+    let work: Vec<(usize, String)> = to_upload
+        .iter()
+        .map(|&i| (i, records[i].path.clone()))
+        .collect();
+    let jobs = work.into_iter().map(|(i, path)| {
+        let store = store.clone();
+        let source = req.data_dir.join(&path);
+        let key = ObjectPath::from(format!("{dir}/data/{path}.zst"));
+        async move {
+            let done = upload::file(store, key.clone(), &source).await?;
+            Ok::<_, anyhow::Error>((i, key, done))
+        }
+    });
+    let mut done_bytes = 0u64;
+    let mut uploaded = 0u64;
+    let mut last_report = Instant::now();
+    let mut results = futures::stream::iter(jobs).buffer_unordered(req.concurrency.max(1));
+    while let Some((i, key, done)) = results.try_next().await? {
+        let Some(done) = done else {
+            // Dropped by PostgreSQL during the backup: WAL replay recreates nothing of it.
+            records[i].kind = "gone".into();
+            continue;
+        };
+        let file = &mut records[i];
+        file.sha256 = Some(done.sha256);
+        file.size = done.len;
+        file.object = Some(key.to_string());
+        file.stored = done.stored;
+        uploaded += done.stored;
+        done_bytes += done.len;
+        if last_report.elapsed() > Duration::from_secs(5) {
+            last_report = Instant::now();
+            let secs = started.elapsed().as_secs_f64().max(0.001);
+            (req.progress)(&format!(
+                "copied {} of {} MiB ({:.0}%) at {:.1} MiB/s",
+                done_bytes >> 20,
+                changed_bytes >> 20,
+                100.0 * done_bytes as f64 / changed_bytes.max(1) as f64,
+                done_bytes as f64 / secs / 1048576.0
+            ));
+        }
+    }
+    records.retain(|f| f.kind != "gone");
+    Ok((records, uploaded))
+}
+
+/// Waits until the segment holding `lsn` is in the archive.
+async fn wait_archived(repo: &Repo, timeline: u32, lsn: u64) -> Result<()> {
+    // The stop LSN may sit exactly at a segment boundary: its WAL ends in the previous one.
+    let segment = segment_name(timeline, lsn.saturating_sub(1));
+    let started = Instant::now();
+    loop {
+        if archived(repo, &segment).await? {
+            return Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(300) {
+            bail!("the WAL segment {segment} that ends the backup was not archived within 5 minutes: check the archiver (pg_stat_archiver) and the S3 repository");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn put(repo: &Repo, key: &str, bytes: Vec<u8>) -> Result<()> {
+    repo.store
+        .put(&ObjectPath::from(key), PutPayload::from(bytes))
+        .await
+        .with_context(|| format!("cannot write {key}"))?;
+    Ok(())
+}
+
+fn decode_sha(hex_text: &str) -> Result<[u8; 32]> {
+    let bytes = hex::decode(hex_text).context("a checksum is not hex")?;
+    bytes
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("a checksum is not 32 bytes"))
+}
+
+/// The name of the WAL segment holding `lsn` (16 MiB segments).
+fn segment_name(timeline: u32, lsn: u64) -> String {
+    const SEGMENT: u64 = 16 << 20;
+    let segno = lsn / SEGMENT;
+    let per_log = 0x1_0000_0000 / SEGMENT;
+    format!(
+        "{timeline:08X}{:08X}{:08X}",
+        segno / per_log,
+        segno % per_log
+    )
+}
+
+/// Whether the archive holds the segment (any content hash).
+async fn archived(repo: &Repo, segment: &str) -> Result<bool> {
+    let dir = ObjectPath::from(format!("wal/{}", &segment[..16]));
+    let lead = format!("{segment}-");
+    let listing = repo
+        .store
+        .list_with_delimiter(Some(&dir))
+        .await
+        .context("cannot list the WAL archive")?;
+    Ok(listing
+        .objects
+        .iter()
+        .any(|o| o.location.filename().is_some_and(|f| f.starts_with(&lead))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_names_follow_postgresql() {
+        assert_eq!(segment_name(1, 0x0300_0000), "000000010000000000000003");
+        assert_eq!(
+            segment_name(2, (1 << 32) + 0x0500_0028),
+            "000000020000000100000005"
+        );
+    }
+}

@@ -1,0 +1,159 @@
+//! Uploading one file: read and compressed on a blocking thread, streamed
+//! through a small bounded channel to a buffered multipart writer, so memory
+//! stays bounded whatever the file's size.
+
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+use object_store::buffered::BufWriter;
+use object_store::path::Path as ObjectPath;
+use object_store::ObjectStore;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+use super::codec::Compressor;
+
+/// Size of the parts sent to the store.
+const PART: usize = 8 << 20;
+/// Compressed chunks in flight between the reader and the writer.
+const IN_FLIGHT: usize = 4;
+
+/// What was stored for one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uploaded {
+    /// SHA-256 and length of the bytes read.
+    pub sha256: String,
+    pub len: u64,
+    /// Bytes stored (compressed).
+    pub stored: u64,
+}
+
+/// Sends what the compressor writes to the uploader, in chunks.
+struct ChannelWriter {
+    tx: mpsc::Sender<Vec<u8>>,
+    buffer: Vec<u8>,
+    sent: u64,
+}
+
+impl ChannelWriter {
+    fn send(&mut self) -> io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buffer, Vec::with_capacity(1 << 20));
+        self.sent += chunk.len() as u64;
+        self.tx
+            .blocking_send(chunk)
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the upload stopped"))
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.buffer.extend_from_slice(buf);
+        if self.buffer.len() >= 1 << 20 {
+            self.send()?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Compresses `source` into the object `key`; None when the file vanished
+/// before it could be opened (PostgreSQL dropped it during the backup).
+pub async fn file(
+    store: Arc<dyn ObjectStore>,
+    key: ObjectPath,
+    source: &Path,
+) -> Result<Option<Uploaded>> {
+    let input = match std::fs::File::open(source) {
+        Ok(file) => file,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(err).with_context(|| format!("cannot open {}", source.display())),
+    };
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(IN_FLIGHT);
+    let shown = source.display().to_string();
+    let reader = tokio::task::spawn_blocking(move || -> Result<(super::codec::Digest, u64)> {
+        let mut input = input;
+        let sink = ChannelWriter {
+            tx,
+            buffer: Vec::with_capacity(1 << 20),
+            sent: 0,
+        };
+        let mut compressor = Compressor::new(sink)?;
+        io::copy(&mut input, &mut compressor).with_context(|| format!("cannot read {shown}"))?;
+        let (mut sink, digest) = compressor.finish()?;
+        sink.send().context("the upload stopped")?;
+        Ok((digest, sink.sent))
+    });
+
+    let mut writer = BufWriter::with_capacity(store, key.clone(), PART);
+    while let Some(chunk) = rx.recv().await {
+        writer
+            .write_all(&chunk)
+            .await
+            .with_context(|| format!("cannot upload {key}"))?;
+    }
+    let (digest, stored) = match reader.await.context("the compressing thread failed")? {
+        Ok(done) => done,
+        Err(err) => {
+            let _ = writer.abort().await;
+            return Err(err);
+        }
+    };
+    writer
+        .shutdown()
+        .await
+        .with_context(|| format!("cannot finish uploading {key}"))?;
+    Ok(Some(Uploaded {
+        sha256: digest.sha256,
+        len: digest.len,
+        stored,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::memory::InMemory;
+    use object_store::ObjectStoreExt;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_large_file_round_trips_through_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("relation");
+        // 20 MiB of poorly compressible bytes: several parts.
+        let bytes: Vec<u8> = (0..20u32 << 20)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        std::fs::write(&source, &bytes).unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let key = ObjectPath::from("backups/x/data/relation.zst");
+
+        let done = file(store.clone(), key.clone(), &source)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(done.len, bytes.len() as u64);
+        assert_eq!(done.sha256, super::super::codec::sha256_hex(&bytes));
+        let stored = store.get(&key).await.unwrap().bytes().await.unwrap();
+        assert_eq!(stored.len() as u64, done.stored);
+        let (restored, digest) = super::super::codec::decompress_to_vec(&stored).unwrap();
+        assert_eq!(restored, bytes);
+        assert_eq!(digest.sha256, done.sha256);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_vanished_file_is_none() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let gone = file(store, ObjectPath::from("k"), Path::new("/nonexistent/file"))
+            .await
+            .unwrap();
+        assert!(gone.is_none());
+    }
+}
