@@ -9,7 +9,7 @@ use super::backups::repository;
 use crate::backup::catalog::{self, BackupKind};
 use crate::backup::engine::{self, Request};
 use crate::backup::lock::{self, Holder};
-use crate::charm::archiving::{self, runtime};
+use crate::charm::archiving;
 use crate::charm::cluster;
 use crate::charm::config::CharmConfig;
 use crate::charm::passwords;
@@ -19,6 +19,9 @@ use crate::charm::tls::TlsPaths;
 use crate::charm::workload::Workload;
 use crate::juju::{action, Context, HookTools, Status, StatusKind};
 use crate::postgres::sql::Db;
+
+/// Files uploaded at once.
+const CONCURRENCY: usize = 4;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -57,7 +60,7 @@ pub fn run(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
     }
 
     // What it builds on.
-    let rt = runtime()?;
+    let rt = engine::runtime(CONCURRENCY)?;
     let system_identifier = server.system_identifier()?;
     let records = rt.block_on(catalog::list(&repo))?;
     let reference = catalog::reference_for(kind, &records, &system_identifier)?
@@ -95,11 +98,11 @@ pub fn run(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
         data_dir: server.layout.data(),
         pg_version: server.bin.major,
         system_identifier,
-        concurrency: 4,
+        concurrency: CONCURRENCY,
         primary: primary.as_ref(),
         progress: &progress,
     };
-    let taken = engine::take(&repo, &db, &request);
+    let taken = engine::take(&rt, &repo, &db, &request);
     let _ = rt.block_on(lock::release(&repo, &holder));
     let _ = cluster::update_status(ctx, tools);
     let record =

@@ -13,7 +13,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use super::catalog::{self, BackupKind, BackupRecord, BackupStatus, FileRecord};
-use super::pgmanifest::{ManifestBuilder, WalRange};
+use super::pgmanifest::{sha256_file, ManifestBuilder, WalRange};
 use super::repo::Repo;
 use super::upload;
 use super::walk::{self, Kind};
@@ -37,8 +37,23 @@ pub struct Request<'a> {
     pub progress: &'a dyn Fn(&str),
 }
 
+/// The runtime the engine's uploads run on. A repository's HTTP client
+/// belongs to the runtime that first used it: use one runtime per action.
+pub fn runtime(concurrency: usize) -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(concurrency.clamp(1, 8))
+        .enable_all()
+        .build()
+        .context("cannot start the upload runtime")
+}
+
 /// Takes the backup; on failure records it as failed, with its error.
-pub fn take(repo: &Repo, db: &Db, req: &Request<'_>) -> Result<BackupRecord> {
+pub fn take(
+    rt: &tokio::runtime::Runtime,
+    repo: &Repo,
+    db: &Db,
+    req: &Request<'_>,
+) -> Result<BackupRecord> {
     let started = chrono::Utc::now();
     let mut record = BackupRecord {
         id: req.id.clone(),
@@ -58,12 +73,7 @@ pub fn take(repo: &Repo, db: &Db, req: &Request<'_>) -> Result<BackupRecord> {
         stored_bytes: 0,
         files: Vec::new(),
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(req.concurrency.clamp(1, 8))
-        .enable_all()
-        .build()
-        .context("cannot start the upload runtime")?;
-    let outcome = run(&rt, repo, db, req, &mut record);
+    let outcome = run(rt, repo, db, req, &mut record);
     record.finish_time = Some(chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string());
     match outcome {
         Ok(()) => record.status = BackupStatus::Finished,
@@ -239,30 +249,61 @@ async fn copy_files(repo: &Repo, req: &Request<'_>) -> Result<(Vec<FileRecord>, 
     let started = Instant::now();
     let store = repo.store.clone();
     let dir = catalog::backup_dir(&req.id);
-    let work: Vec<(usize, String)> = to_upload
+    // A file of the same size as in the reference whose content hashes the
+    // same (only its mtime moved) is not uploaded again.
+    let work: Vec<(usize, String, Option<FileRecord>)> = to_upload
         .iter()
-        .map(|&i| (i, records[i].path.clone()))
+        .map(|&i| {
+            let path = records[i].path.clone();
+            let same_size = reference
+                .and_then(|r| {
+                    r.files
+                        .iter()
+                        .find(|f| f.path == path && f.size == records[i].size)
+                })
+                .filter(|f| f.object.is_some() && f.sha256.is_some())
+                .cloned();
+            (i, path, same_size)
+        })
         .collect();
-    let jobs = work.into_iter().map(|(i, path)| {
+    let jobs = work.into_iter().map(|(i, path, same_size)| {
         let store = store.clone();
         let source = req.data_dir.join(&path);
         let key = ObjectPath::from(format!("{dir}/data/{path}.zst"));
         async move {
+            if let Some(old) = same_size {
+                let hashing = source.clone();
+                let hashed = tokio::task::spawn_blocking(move || sha256_file(&hashing)).await?;
+                if let Ok((len, sha)) = hashed {
+                    if Some(hex::encode(sha)) == old.sha256 && len == old.size {
+                        return Ok::<_, anyhow::Error>((i, Copied::Reused(old)));
+                    }
+                }
+            }
             let done = upload::file(store, key.clone(), &source).await?;
-            Ok::<_, anyhow::Error>((i, key, done))
+            Ok((i, done.map_or(Copied::Gone, |d| Copied::Uploaded(key, d))))
         }
     });
     let mut done_bytes = 0u64;
     let mut uploaded = 0u64;
     let mut last_report = Instant::now();
     let mut results = futures::stream::iter(jobs).buffer_unordered(req.concurrency.max(1));
-    while let Some((i, key, done)) = results.try_next().await? {
-        let Some(done) = done else {
-            // Dropped by PostgreSQL during the backup: WAL replay recreates nothing of it.
-            records[i].kind = "gone".into();
-            continue;
-        };
+    while let Some((i, copied)) = results.try_next().await? {
         let file = &mut records[i];
+        let (key, done) = match copied {
+            Copied::Uploaded(key, done) => (key, done),
+            Copied::Reused(old) => {
+                file.sha256 = old.sha256;
+                file.object = old.object;
+                file.stored = old.stored;
+                continue;
+            }
+            // Dropped by PostgreSQL during the backup: WAL replay recreates nothing of it.
+            Copied::Gone => {
+                file.kind = "gone".into();
+                continue;
+            }
+        };
         file.sha256 = Some(done.sha256);
         file.size = done.len;
         file.object = Some(key.to_string());
@@ -314,6 +355,13 @@ fn decode_sha(hex_text: &str) -> Result<[u8; 32]> {
     bytes
         .try_into()
         .map_err(|_| anyhow::anyhow!("a checksum is not 32 bytes"))
+}
+
+/// What became of one file.
+enum Copied {
+    Uploaded(ObjectPath, upload::Uploaded),
+    Reused(FileRecord),
+    Gone,
 }
 
 /// The name of the WAL segment holding `lsn` (16 MiB segments).

@@ -1,0 +1,323 @@
+//! End to end: backups of a three-unit cluster to juju-local's S3 server,
+//! taken by the packed charm. The unit rule and its messages, full then
+//! differential then incremental with their references, less stored for a
+//! small change, and every backup restored into a scratch directory that
+//! `pg_verifybackup` accepts and a server recovers from, rows and all.
+
+mod support;
+
+use std::net::IpAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use postgresql_charm::backup::settings::RepoSettings;
+use postgresql_charm::backup::{catalog, repo::Repo, restore, wal};
+use postgresql_charm::postgres::conf::{self, Profile, ServerSettings};
+use postgresql_charm::postgres::os_user::{current_user_name, ServerUser};
+use postgresql_charm::postgres::server::{Layout, Server};
+use postgresql_charm::postgres::{binaries, sql::Db};
+use serde_json::Value;
+use support::Model;
+
+/// Every row of the test's tables.
+const ROWS: &str = "SELECT (SELECT count(*) FROM t) + (SELECT count(*) FROM recent)";
+
+fn address(model: &Model, unit: &str) -> IpAddr {
+    let status = model.status();
+    status["applications"]["postgresql"]["units"][unit]["public-address"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn storage(model: &Model, unit: &str) -> PathBuf {
+    let dir = model
+        .dir()
+        .join("model/units")
+        .join(unit.replace('/', "-"))
+        .join("storage");
+    std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .next()
+        .expect("a storage")
+        .path()
+}
+
+fn backup(model: &Model, unit: &str, kind: &str) -> Value {
+    model.run_action(unit, "create-backup", &[&format!("type={kind}")])
+}
+
+/// Bytes stored under one backup's directory in the S3 server's files.
+fn big_objects(model: &Model, id: &str) -> Vec<String> {
+    fn walk(p: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                walk(&e.path(), out);
+            } else if e.metadata().unwrap().len() > 100_000 {
+                out.push(format!(
+                    "{} {}",
+                    e.path().display(),
+                    e.metadata().unwrap().len()
+                ));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(
+        &model
+            .dir()
+            .join("model/s3/juju-local/local.postgresql/backups")
+            .join(id),
+        &mut out,
+    );
+    out
+}
+
+fn stored_bytes(model: &Model, id: &str) -> u64 {
+    fn du(p: &Path) -> u64 {
+        std::fs::read_dir(p)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| {
+                        if e.path().is_dir() {
+                            du(&e.path())
+                        } else {
+                            e.metadata().unwrap().len()
+                        }
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+    let dir = model
+        .dir()
+        .join("model/s3/juju-local/local.postgresql/backups")
+        .join(id);
+    assert!(dir.is_dir(), "{} is not there", dir.display());
+    du(&dir)
+}
+
+#[test]
+fn full_differential_and_incremental_backups_restore_and_verify() {
+    let model = Model::new();
+    model.ok(&[
+        "deploy",
+        support::build().charm.to_str().unwrap(),
+        "-n",
+        "3",
+    ]);
+    model.ok(&["deploy", "s3-integrator"]);
+
+    // Before the relation: the anchor's message.
+    let task = backup(&model, "postgresql/0", "full");
+    assert_eq!(
+        task["message"],
+        "Relation with s3-integrator charm missing, cannot create/restore backup."
+    );
+
+    model.ok(&["integrate", "postgresql:s3-parameters", "s3-integrator"]);
+    let status = model.status();
+    for (unit, u) in status["applications"]["postgresql"]["units"]
+        .as_object()
+        .unwrap()
+    {
+        assert_eq!(u["workload-status"]["current"], "active", "{unit}: {u:#}");
+    }
+
+    // Some data, then the unit rule without TLS: the primary only.
+    let operator = model.run_action("postgresql/leader", "get-password", &[])["results"]
+        ["password"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let db = Db::remote(address(&model, "postgresql/0"), "operator", &operator).unwrap();
+    db.execute("CREATE TABLE t (id int PRIMARY KEY, pad text); INSERT INTO t SELECT i, md5(i::text) || md5((-i)::text) FROM generate_series(1, 100000) i; CREATE TABLE recent (id int PRIMARY KEY, note text)")
+        .unwrap();
+    let task = backup(&model, "postgresql/1", "full");
+    assert_eq!(
+        task["message"],
+        "Unit cannot perform backups as TLS is not enabled"
+    );
+    let task = backup(&model, "postgresql/0", "differential");
+    assert_eq!(
+        task["message"],
+        "Invalid backup type: differential. No previous full backup to reference."
+    );
+
+    // Full, then a small change and a differential, then an incremental.
+    let mut ids = Vec::new();
+    let mut counts = Vec::new();
+    for (kind, new_rows) in [("full", 0), ("differential", 10), ("incremental", 5)] {
+        if new_rows > 0 {
+            let from = 100_000 + counts.len() as i64 * 100;
+            db.execute(&format!(
+                "INSERT INTO recent SELECT i, 'new' FROM generate_series({}, {}) i",
+                from + 1,
+                from + new_rows
+            ))
+            .unwrap();
+        }
+        // (Counting `t` again would set hint bits and so change its file.)
+        counts.push(100_000 + db.query_i64("SELECT count(*) FROM recent").unwrap());
+        // Backup ids are whole seconds.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let task = backup(&model, "postgresql/0", kind);
+        assert_eq!(task["status"], "completed", "{kind}: {task:#}");
+        assert_eq!(task["results"]["backup-status"], "backup created");
+        ids.push(task["results"]["backup-id"].as_str().unwrap().to_owned());
+    }
+
+    // list-backups, on any unit: three rows with their types and references.
+    let task = model.run_action("postgresql/2", "list-backups", &[]);
+    let table = task["results"]["backups"].as_str().unwrap().to_owned();
+    let row = |id: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with(id))
+            .unwrap_or_else(|| panic!("{id} not in:\n{table}"))
+            .to_owned()
+    };
+    assert!(
+        table.starts_with("Storage bucket name: juju-local"),
+        "{table}"
+    );
+    assert!(
+        row(&ids[0]).contains("| full backup         | finished | None "),
+        "{table}"
+    );
+    assert!(
+        row(&ids[1]).contains(&format!("| differential backup | finished | {} ", ids[0])),
+        "{table}"
+    );
+    assert!(
+        row(&ids[2]).contains(&format!("| incremental backup  | finished | {} ", ids[1])),
+        "{table}"
+    );
+
+    // A small change (to a small table) stores far less than the whole database.
+    let full = stored_bytes(&model, &ids[0]);
+    for id in &ids[1..] {
+        let small = stored_bytes(&model, id);
+        assert!(
+            small * 5 < full,
+            "backup {id} stored {small} bytes against {full} for the full one: {:?}",
+            big_objects(&model, id)
+        );
+    }
+
+    // Each backup comes back: pg_verifybackup accepts it, and a server
+    // recovers from it with the archived WAL and has the rows.
+    let settings =
+        RepoSettings::load(&storage(&model, "postgresql/0").join("s3-repository.json")).unwrap();
+    for (i, id) in ids.iter().enumerate() {
+        let rows = restore_and_count(&model, &settings, id, i as u8 + 10);
+        assert_eq!(rows, counts[i], "backup {id} came back with other rows");
+    }
+}
+
+/// Restores a backup into a scratch directory, checks it, starts a server on
+/// it with the archive as restore_command, and counts the rows of `t`.
+fn restore_and_count(model: &Model, settings: &RepoSettings, id: &str, last_octet: u8) -> i64 {
+    let scratch = model.dir().join(format!("restore-{last_octet}"));
+    std::fs::create_dir_all(&scratch).unwrap();
+    std::fs::set_permissions(&scratch, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let data = scratch.join("data");
+    let repo = Repo::open(settings).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let record = rt
+        .block_on(catalog::load(&repo, id))
+        .unwrap()
+        .expect("a record");
+    rt.block_on(restore::files(&repo, &record, &data, 4))
+        .unwrap();
+
+    let bin = binaries::find().unwrap().unwrap();
+    let verify = Command::new(bin.program("pg_verifybackup"))
+        .arg("-n")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "pg_verifybackup refused {id}: {}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+
+    // A server of its own on the copy, recovering from the archive.
+    let user = ServerUser::detect().unwrap();
+    Command::new("chown")
+        .args(["-R", &format!("{}:{}", user.uid, user.gid)])
+        .arg(&scratch)
+        .status()
+        .unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let server = Server::new(bin, Layout::new(&scratch), user);
+    server.prepare_dirs().unwrap();
+    let ip: IpAddr = format!("127.{}.88.{last_octet}", 200 + (std::process::id() % 50))
+        .parse()
+        .unwrap();
+    let (socket, logs) = (server.layout.socket_dir(), server.layout.log_dir());
+    let settings_file = scratch.join("s3.json");
+    settings.save(&settings_file, &server.user).unwrap();
+    let charm = scratch.join("postgresql-charm");
+    std::fs::copy(env!("CARGO_BIN_EXE_postgresql-charm"), &charm).unwrap();
+    std::fs::set_permissions(&charm, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut conf_text = conf::render_postgresql_conf(&ServerSettings {
+        listen_address: ip,
+        socket_dir: &socket,
+        log_dir: &logs,
+        profile: Profile::Testing,
+        memory_bytes: 0,
+        archive_command: "/bin/true",
+        standby: None,
+        tls: None,
+    });
+    conf_text.push_str(&format!(
+        "restore_command = {}\nrecovery_target = 'immediate'\nrecovery_target_action = 'promote'\n\
+         max_connections = 200\n",
+        conf::quote(&wal::restore_command(&charm, &settings_file))
+    ));
+    server.write_config("postgresql.conf", &conf_text).unwrap();
+    server
+        .write_config(
+            "pg_ident.conf",
+            &conf::render_pg_ident(&current_user_name().unwrap()),
+        )
+        .unwrap();
+    server
+        .user
+        .write_file(&data.join("recovery.signal"), b"", 0o600)
+        .unwrap();
+    struct Stop<'a>(&'a Server);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.stop();
+        }
+    }
+    let _stop = Stop(&server);
+    if let Err(e) = server.start() {
+        let mut log = String::new();
+        for entry in std::fs::read_dir(&logs).unwrap().flatten() {
+            log.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+        }
+        panic!("a server on backup {id} did not start: {e:#}\n{log}");
+    }
+    let db = Db::local_peer(&socket).unwrap();
+    let mut waited = 0;
+    while db.is_in_recovery().unwrap() && waited < 300 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        waited += 1;
+    }
+    assert!(
+        !db.is_in_recovery().unwrap(),
+        "recovery from backup {id} never ended"
+    );
+    db.query_i64(ROWS).unwrap()
+}
