@@ -209,6 +209,32 @@ fn full_differential_and_incremental_backups_restore_and_verify() {
         );
     }
 
+    // With TLS, backups run on replicas and the primary refuses them.
+    model.ok(&["deploy", "self-signed-certificates"]);
+    model.ok(&[
+        "integrate",
+        "postgresql:certificates",
+        "self-signed-certificates:certificates",
+    ]);
+    let task = backup(&model, "postgresql/0", "incremental");
+    assert_eq!(
+        task["message"],
+        "Unit cannot perform backups as it is the cluster primary"
+    );
+    let plain = Db::remote(address(&model, "postgresql/1"), "operator", &operator);
+    assert!(
+        plain.is_err(),
+        "the cluster still takes connections without TLS"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let task = backup(&model, "postgresql/1", "incremental");
+    assert_eq!(
+        task["status"], "completed",
+        "a backup on a replica: {task:#}"
+    );
+    ids.push(task["results"]["backup-id"].as_str().unwrap().to_owned());
+    counts.push(*counts.last().unwrap());
+
     // Each backup comes back: pg_verifybackup accepts it, and a server
     // recovers from it with the archived WAL and has the rows.
     let settings =
