@@ -347,3 +347,95 @@ fn restore_and_count(model: &Model, settings: &RepoSettings, id: &str, last_octe
     );
     db.query_i64(ROWS).unwrap()
 }
+
+#[test]
+fn bad_s3_settings_block_with_the_reason_and_clear_when_fixed() {
+    let model = Model::new();
+    model.ok(&["deploy", support::build().charm.to_str().unwrap()]);
+    model.ok(&["deploy", "s3-integrator"]);
+    let unit_status = |model: &Model| {
+        let status = model.status();
+        status["applications"]["postgresql"]["units"]["postgresql/0"]["workload-status"].clone()
+    };
+
+    // Credentials the server refuses: blocked, naming the repository.
+    let wrong = ["access-key=nobody", "secret-key=not-the-secret"];
+    model.ok(&[
+        "run",
+        "s3-integrator/leader",
+        "sync-s3-credentials",
+        wrong[0],
+        wrong[1],
+    ]);
+    model.ok(&["integrate", "postgresql:s3-parameters", "s3-integrator"]);
+    let status = unit_status(&model);
+    assert_eq!(status["current"], "blocked", "{status:#}");
+    let message = status["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("cannot use the S3 repository juju-local/local.postgresql"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("not-the-secret"),
+        "the secret key is in the status"
+    );
+    let task = backup(&model, "postgresql/0", "full");
+    assert_eq!(task["status"], "failed");
+    assert!(
+        task["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("cannot use the S3 repository"),
+        "{task:#}"
+    );
+    let (access, secret) = server_keys(&model);
+    let right = [
+        format!("access-key={access}"),
+        format!("secret-key={secret}"),
+    ];
+    model.ok(&[
+        "run",
+        "s3-integrator/leader",
+        "sync-s3-credentials",
+        &right[0],
+        &right[1],
+    ]);
+
+    // A bad URI style: blocked, saying what to set.
+    model.ok(&[
+        "config",
+        "s3-integrator",
+        "bucket=juju-local",
+        "s3-uri-style=sideways",
+    ]);
+    let status = unit_status(&model);
+    assert_eq!(status["current"], "blocked", "{status:#}");
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"host\" or \"path\""),
+        "{status:#}"
+    );
+
+    // Fixed: the status clears and a backup works.
+    model.ok(&["config", "s3-integrator", "s3-uri-style=path"]);
+    let status = unit_status(&model);
+    assert_eq!(status["current"], "active", "{status:#}");
+    let task = backup(&model, "postgresql/0", "full");
+    assert_eq!(task["status"], "completed", "{task:#}");
+}
+
+/// The keys juju-local's S3 server was given.
+fn server_keys(model: &Model) -> (String, String) {
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(model.dir().join("model/model.json")).unwrap())
+            .unwrap();
+    let key = |k: &str| {
+        state["s3_server"][k]
+            .as_str()
+            .expect("the model's S3 server")
+            .to_owned()
+    };
+    (key("access_key"), key("secret_key"))
+}
