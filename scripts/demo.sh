@@ -1,8 +1,9 @@
 #!/bin/sh
 # A three-unit PostgreSQL cluster on juju-local, from a freshly packed charm:
-# status, a row written on the primary and read on a replica, passwords,
-# and a failover when the primary's unit is removed. The model stays for you
-# to explore.
+# status, a row written on the primary and read on a replica, backups (full
+# and incremental) to juju-local's own S3 server with WAL archiving, and a
+# failover when the primary's unit is removed. The model stays for you to
+# explore.
 #
 #   scripts/demo.sh             model in /tmp/postgresql-demo (or $JUJU_LOCAL_MODEL)
 set -eu
@@ -33,6 +34,12 @@ operator=$("$jl" run postgresql/leader get-password --format json | json "d['pos
 sql postgresql/0 "CREATE TABLE demo (id int, note text); INSERT INTO demo VALUES (1, 'written on the primary')"
 sleep 1
 sql postgresql/1 "SELECT *, pg_is_in_recovery() AS on_a_replica FROM demo"
+run deploy s3-integrator
+run integrate postgresql:s3-parameters s3-integrator
+run run postgresql/0 create-backup
+sql postgresql/0 "INSERT INTO demo VALUES (2, 'after the full backup')"
+run run postgresql/0 create-backup type=incremental
+run run postgresql/2 list-backups
 run run postgresql/leader create-backup type=weekly || true
 run remove-unit postgresql/0
 run status
