@@ -18,19 +18,10 @@ use postgresql_charm::postgres::os_user::{current_user_name, ServerUser};
 use postgresql_charm::postgres::server::{Layout, Server};
 use postgresql_charm::postgres::{binaries, sql::Db};
 use serde_json::Value;
-use support::Model;
+use support::{address, Model};
 
 /// Every row of the test's tables.
 const ROWS: &str = "SELECT (SELECT count(*) FROM t) + (SELECT count(*) FROM recent)";
-
-fn address(model: &Model, unit: &str) -> IpAddr {
-    let status = model.status();
-    status["applications"]["postgresql"]["units"][unit]["public-address"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
 
 fn storage(model: &Model, unit: &str) -> PathBuf {
     let dir = model

@@ -6,25 +6,13 @@
 
 mod support;
 
-use std::net::IpAddr;
-use std::time::{Duration, Instant};
 
 use postgresql_charm::postgres::binaries;
 use postgresql_charm::postgres::os_user::ServerUser;
 use postgresql_charm::postgres::server::{Layout, Server};
 use postgresql_charm::postgres::sql::Db;
 use serde_json::Value;
-use support::Model;
-
-fn address(model: &Model, unit: &str) -> IpAddr {
-    let status = model.status();
-    let app = unit.split('/').next().unwrap();
-    status["applications"][app]["units"][unit]["public-address"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{unit} has no address: {status:#}"))
-        .parse()
-        .unwrap()
-}
+use support::{address, eventually, Model};
 
 fn password(model: &Model, user: &str) -> String {
     let task = model.run_action(
@@ -48,15 +36,6 @@ fn connect(model: &Model, unit: &str, operator: &str) -> Db {
 
 fn count(db: &Db) -> i64 {
     db.query_i64("SELECT count(*) FROM rows").unwrap()
-}
-
-/// Waits until `check` holds, for at most 30 s.
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !check() {
-        assert!(started.elapsed() < Duration::from_secs(30), "never: {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 fn units(model: &Model) -> Vec<(String, Value)> {

@@ -6,33 +6,14 @@
 
 mod support;
 
-use std::net::IpAddr;
-use std::time::{Duration, Instant};
 
 use postgresql_charm::postgres::sql::Db;
-use support::Model;
+use support::{address, eventually, Model};
 
 const UNITS: [&str; 2] = ["postgresql/0", "postgresql/1"];
 
-fn address(model: &Model, unit: &str) -> IpAddr {
-    let status = model.status();
-    status["applications"]["postgresql"]["units"][unit]["public-address"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 fn ssl_setting(db: &Db) -> String {
     db.query_text("SHOW ssl").unwrap()
-}
-
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !check() {
-        assert!(started.elapsed() < Duration::from_secs(30), "never: {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 #[test]

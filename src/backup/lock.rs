@@ -5,7 +5,7 @@
 
 use anyhow::{bail, Context as _, Result};
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
 use super::repo::Repo;
@@ -23,27 +23,12 @@ pub struct Holder {
 pub async fn acquire(repo: &Repo, me: &Holder, members: &[String]) -> Result<()> {
     let path = ObjectPath::from(LOCK);
     let body = serde_json::to_vec(me).context("cannot encode the backup lock")?;
-    let create = PutOptions {
-        mode: PutMode::Create,
-        ..Default::default()
-    };
-    match repo
-        .store
-        .put_opts(&path, PutPayload::from(body.clone()), create)
+    if repo
+        .create(&path, body.clone())
         .await
+        .context("cannot take the backup lock")?
     {
-        Ok(_) => return Ok(()),
-        Err(object_store::Error::AlreadyExists { .. }) => {}
-        Err(object_store::Error::NotImplemented { .. }) => {
-            if current(repo).await?.is_none() {
-                repo.store
-                    .put(&path, PutPayload::from(body))
-                    .await
-                    .context("cannot take the backup lock")?;
-                return Ok(());
-            }
-        }
-        Err(err) => return Err(err).context("cannot take the backup lock"),
+        return Ok(());
     }
     let Some(holder) = current(repo).await? else {
         // Released in between: try once more.

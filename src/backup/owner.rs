@@ -5,7 +5,7 @@
 
 use anyhow::{Context as _, Result};
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
 
 use super::repo::Repo;
@@ -53,27 +53,15 @@ pub async fn claim(repo: &Repo, me: &Owner) -> Result<Ownership> {
         Some(owner) => Ok(Ownership::Theirs(owner)),
         None => {
             let body = serde_json::to_vec_pretty(me).context("cannot encode the owner record")?;
-            let create = PutOptions {
-                mode: PutMode::Create,
-                ..Default::default()
-            };
-            match repo
-                .store
-                .put_opts(&path, PutPayload::from(body.clone()), create)
+            if repo
+                .create(&path, body)
                 .await
+                .context("cannot record the repository's owner")?
             {
-                Ok(_) => Ok(Ownership::Ours),
+                Ok(Ownership::Ours)
+            } else {
                 // Another cluster claimed it a moment ago: ask again.
-                Err(object_store::Error::AlreadyExists { .. }) => Box::pin(claim(repo, me)).await,
-                // Stores without conditional writes: a plain write.
-                Err(object_store::Error::NotImplemented { .. }) => {
-                    repo.store
-                        .put(&path, PutPayload::from(body))
-                        .await
-                        .context("cannot record the repository's owner")?;
-                    Ok(Ownership::Ours)
-                }
-                Err(err) => Err(err).context("cannot record the repository's owner"),
+                Box::pin(claim(repo, me)).await
             }
         }
     }

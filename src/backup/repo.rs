@@ -14,8 +14,9 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use object_store::aws::AmazonS3Builder;
+use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
-use object_store::{ClientOptions, ObjectStore};
+use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 use super::settings::{RepoSettings, UriStyle};
 
@@ -29,6 +30,35 @@ impl Repo {
     /// Wraps any store (tests use `InMemory`).
     pub fn new(store: Arc<dyn ObjectStore>) -> Self {
         Self { store }
+    }
+
+    /// Writes `body` at `path` only if nothing is there yet; false when
+    /// something is. Stores without conditional writes get check-then-write.
+    pub async fn create(&self, path: &ObjectPath, body: Vec<u8>) -> Result<bool> {
+        let create = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .store
+            .put_opts(path, PutPayload::from(body.clone()), create)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(object_store::Error::NotImplemented { .. }) => match self.store.head(path).await {
+                Ok(_) => Ok(false),
+                Err(object_store::Error::NotFound { .. }) => {
+                    self.store
+                        .put(path, PutPayload::from(body))
+                        .await
+                        .with_context(|| format!("cannot write {path}"))?;
+                    Ok(true)
+                }
+                Err(err) => Err(err).with_context(|| format!("cannot read {path}")),
+            },
+            Err(err) => Err(err).with_context(|| format!("cannot write {path}")),
+        }
     }
 
     /// Opens the S3 repository the settings describe.

@@ -166,6 +166,26 @@ impl Model {
     }
 }
 
+/// A unit's address, as `status` shows it.
+pub fn address(model: &Model, unit: &str) -> std::net::IpAddr {
+    let status = model.status();
+    let app = unit.split('/').next().unwrap();
+    status["applications"][app]["units"][unit]["public-address"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{unit} has no address: {status:#}"))
+        .parse()
+        .unwrap()
+}
+
+/// Waits until `check` holds, for at most 30 s.
+pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !check() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "never: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
 impl Drop for Model {
     fn drop(&mut self) {
         let _ = self.juju(&["destroy-model", "--force"]);
