@@ -6,7 +6,6 @@
 
 mod support;
 
-
 use postgresql_charm::postgres::binaries;
 use postgresql_charm::postgres::os_user::ServerUser;
 use postgresql_charm::postgres::server::{Layout, Server};

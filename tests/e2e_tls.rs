@@ -6,7 +6,6 @@
 
 mod support;
 
-
 use postgresql_charm::postgres::sql::Db;
 use support::{address, eventually, Model};
 

@@ -4,9 +4,9 @@
 
 pub mod archive_cli;
 pub mod catalog;
+pub mod codec;
 pub mod engine;
 pub mod lock;
-pub mod codec;
 pub mod owner;
 pub mod pgmanifest;
 pub mod repo;

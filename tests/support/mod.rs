@@ -181,7 +181,10 @@ pub fn address(model: &Model, unit: &str) -> std::net::IpAddr {
 pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     let started = std::time::Instant::now();
     while !check() {
-        assert!(started.elapsed() < std::time::Duration::from_secs(30), "never: {what}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "never: {what}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
 }
