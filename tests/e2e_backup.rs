@@ -18,7 +18,7 @@ use postgresql_charm::postgres::os_user::{current_user_name, ServerUser};
 use postgresql_charm::postgres::server::{Layout, Server};
 use postgresql_charm::postgres::{binaries, sql::Db};
 use serde_json::Value;
-use support::{address, Model};
+use support::{address, eventually, Model};
 
 /// Every row of the test's tables.
 const ROWS: &str = "SELECT (SELECT count(*) FROM t) + (SELECT count(*) FROM recent)";
@@ -41,60 +41,9 @@ fn backup(model: &Model, unit: &str, kind: &str) -> Value {
     model.run_action(unit, "create-backup", &[&format!("type={kind}")])
 }
 
-/// Bytes stored under one backup's directory in the S3 server's files.
-fn big_objects(model: &Model, id: &str) -> Vec<String> {
-    fn walk(p: &Path, out: &mut Vec<String>) {
-        for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
-            if e.path().is_dir() {
-                walk(&e.path(), out);
-            } else if e.metadata().unwrap().len() > 100_000 {
-                out.push(format!(
-                    "{} {}",
-                    e.path().display(),
-                    e.metadata().unwrap().len()
-                ));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(
-        &model
-            .dir()
-            .join("model/s3/juju-local/local.postgresql/backups")
-            .join(id),
-        &mut out,
-    );
-    out
-}
-
-fn stored_bytes(model: &Model, id: &str) -> u64 {
-    fn du(p: &Path) -> u64 {
-        std::fs::read_dir(p)
-            .map(|entries| {
-                entries
-                    .flatten()
-                    .map(|e| {
-                        if e.path().is_dir() {
-                            du(&e.path())
-                        } else {
-                            e.metadata().unwrap().len()
-                        }
-                    })
-                    .sum()
-            })
-            .unwrap_or(0)
-    }
-    let dir = model
-        .dir()
-        .join("model/s3/juju-local/local.postgresql/backups")
-        .join(id);
-    assert!(dir.is_dir(), "{} is not there", dir.display());
-    du(&dir)
-}
-
 #[test]
-fn full_differential_and_incremental_backups_restore_and_verify() {
-    let model = Model::new();
+fn backups_on_juju_locals_s3_server() {
+    let model = &Model::new();
     model.ok(&[
         "deploy",
         support::build().charm.to_str().unwrap(),
@@ -104,12 +53,50 @@ fn full_differential_and_incremental_backups_restore_and_verify() {
     model.ok(&["deploy", "s3-integrator"]);
 
     // Before the relation: the anchor's message.
-    let task = backup(&model, "postgresql/0", "full");
+    let task = backup(model, "postgresql/0", "full");
     assert_eq!(
         task["message"],
         "Relation with s3-integrator charm missing, cannot create/restore backup."
     );
 
+    backup_cycle(model, 88);
+}
+
+/// The same, against a second, independent S3 implementation (moto).
+#[test]
+fn backups_on_moto() {
+    let moto = Moto::start();
+    let model = &Model::new();
+    model.ok(&[
+        "deploy",
+        support::build().charm.to_str().unwrap(),
+        "-n",
+        "3",
+    ]);
+    model.ok(&["deploy", "s3-integrator"]);
+    let endpoint = format!("endpoint=http://{}", moto.address);
+    model.ok(&[
+        "config",
+        "s3-integrator",
+        &endpoint,
+        "bucket=pg-backups",
+        "s3-uri-style=path",
+        "region=us-east-1",
+    ]);
+    model.ok(&[
+        "run",
+        "s3-integrator/leader",
+        "sync-s3-credentials",
+        "access-key=moto",
+        "secret-key=moto-secret",
+    ]);
+    backup_cycle(model, 89);
+}
+
+/// Full, differential and incremental backups on the primary; the TLS rule;
+/// an incremental on a replica; WAL under load; every backup restored.
+/// `lane` keeps the restored servers' addresses apart between tests.
+fn backup_cycle(model: &Model, lane: u8) {
     model.ok(&["integrate", "postgresql:s3-parameters", "s3-integrator"]);
     let status = model.status();
     for (unit, u) in status["applications"]["postgresql"]["units"]
@@ -125,15 +112,15 @@ fn full_differential_and_incremental_backups_restore_and_verify() {
         .as_str()
         .unwrap()
         .to_owned();
-    let db = Db::remote(address(&model, "postgresql/0"), "operator", &operator).unwrap();
+    let db = Db::remote(address(model, "postgresql/0"), "operator", &operator).unwrap();
     db.execute("CREATE TABLE t (id int PRIMARY KEY, pad text); INSERT INTO t SELECT i, md5(i::text) || md5((-i)::text) FROM generate_series(1, 100000) i; CREATE TABLE recent (id int PRIMARY KEY, note text)")
         .unwrap();
-    let task = backup(&model, "postgresql/1", "full");
+    let task = backup(model, "postgresql/1", "full");
     assert_eq!(
         task["message"],
         "Unit cannot perform backups as TLS is not enabled"
     );
-    let task = backup(&model, "postgresql/0", "differential");
+    let task = backup(model, "postgresql/0", "differential");
     assert_eq!(
         task["message"],
         "Invalid backup type: differential. No previous full backup to reference."
@@ -156,11 +143,14 @@ fn full_differential_and_incremental_backups_restore_and_verify() {
         counts.push(100_000 + db.query_i64("SELECT count(*) FROM recent").unwrap());
         // Backup ids are whole seconds.
         std::thread::sleep(std::time::Duration::from_millis(1100));
-        let task = backup(&model, "postgresql/0", kind);
+        let task = backup(model, "postgresql/0", kind);
         assert_eq!(task["status"], "completed", "{kind}: {task:#}");
         assert_eq!(task["results"]["backup-status"], "backup created");
         ids.push(task["results"]["backup-id"].as_str().unwrap().to_owned());
     }
+
+    let settings =
+        RepoSettings::load(&storage(model, "postgresql/0").join("s3-repository.json")).unwrap();
 
     // list-backups, on any unit: three rows with their types and references.
     let task = model.run_action("postgresql/2", "list-backups", &[]);
@@ -173,7 +163,7 @@ fn full_differential_and_incremental_backups_restore_and_verify() {
             .to_owned()
     };
     assert!(
-        table.starts_with("Storage bucket name: juju-local"),
+        table.starts_with(&format!("Storage bucket name: {}\n", settings.bucket)),
         "{table}"
     );
     assert!(
@@ -190,13 +180,24 @@ fn full_differential_and_incremental_backups_restore_and_verify() {
     );
 
     // A small change (to a small table) stores far less than the whole database.
-    let full = stored_bytes(&model, &ids[0]);
+    let repo = Repo::open(&settings).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let stored = |id: &str| {
+        rt.block_on(catalog::load(&repo, id))
+            .unwrap()
+            .unwrap()
+            .stored_bytes
+    };
+    let full = stored(&ids[0]);
+    assert!(full > 4 << 20, "the full backup stored only {full} bytes");
     for id in &ids[1..] {
-        let small = stored_bytes(&model, id);
+        let small = stored(id);
         assert!(
             small * 5 < full,
-            "backup {id} stored {small} bytes against {full} for the full one: {:?}",
-            big_objects(&model, id)
+            "backup {id} stored {small} bytes against {full} for the full one"
         );
     }
 
@@ -207,18 +208,18 @@ fn full_differential_and_incremental_backups_restore_and_verify() {
         "postgresql:certificates",
         "self-signed-certificates:certificates",
     ]);
-    let task = backup(&model, "postgresql/0", "incremental");
+    let task = backup(model, "postgresql/0", "incremental");
     assert_eq!(
         task["message"],
         "Unit cannot perform backups as it is the cluster primary"
     );
-    let plain = Db::remote(address(&model, "postgresql/1"), "operator", &operator);
+    let plain = Db::remote(address(model, "postgresql/1"), "operator", &operator);
     assert!(
         plain.is_err(),
         "the cluster still takes connections without TLS"
     );
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    let task = backup(&model, "postgresql/1", "incremental");
+    let task = backup(model, "postgresql/1", "incremental");
     assert_eq!(
         task["status"], "completed",
         "a backup on a replica: {task:#}"
@@ -226,19 +227,134 @@ fn full_differential_and_incremental_backups_restore_and_verify() {
     ids.push(task["results"]["backup-id"].as_str().unwrap().to_owned());
     counts.push(*counts.last().unwrap());
 
+    // WAL keeps flowing to the repository under a pgbench load.
+    let primary = Db::remote_tls(address(model, "postgresql/0"), "operator", &operator, None);
+    assert!(primary.is_err(), "TLS is required");
+    let ca = storage(model, "postgresql/0").join("tls/ca.pem");
+    let primary = Db::remote_tls(
+        address(model, "postgresql/0"),
+        "operator",
+        &operator,
+        Some(&ca),
+    )
+    .unwrap();
+    let archived = |db: &Db| {
+        db.query_i64("SELECT archived_count FROM pg_stat_archiver")
+            .unwrap()
+    };
+    let before = archived(&primary);
+    pgbench(model, &operator, &ca, &["-i", "-s", "2"]);
+    pgbench(model, &operator, &ca, &["-T", "5", "-c", "2"]);
+    primary.execute("SELECT pg_switch_wal()").unwrap();
+    let started = std::time::Instant::now();
+    while archived(&primary) < before + 3 {
+        assert!(
+            started.elapsed().as_secs() < 180,
+            "the WAL of the load was not archived"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    assert_eq!(
+        primary
+            .query_i64("SELECT failed_count FROM pg_stat_archiver")
+            .unwrap(),
+        0
+    );
+
     // Each backup comes back: pg_verifybackup accepts it, and a server
     // recovers from it with the archived WAL and has the rows.
-    let settings =
-        RepoSettings::load(&storage(&model, "postgresql/0").join("s3-repository.json")).unwrap();
     for (i, id) in ids.iter().enumerate() {
-        let rows = restore_and_count(&model, &settings, id, i as u8 + 10);
+        let rows = restore_and_count(model, &settings, id, (lane, i as u8 + 10));
         assert_eq!(rows, counts[i], "backup {id} came back with other rows");
+    }
+}
+
+/// pgbench against the primary, over TLS verified against the cluster's CA.
+fn pgbench(model: &Model, operator: &str, ca: &Path, args: &[&str]) {
+    let bin = binaries::find().unwrap().unwrap();
+    let out = Command::new(bin.program("pgbench"))
+        .args(args)
+        .args([
+            "-h",
+            &address(model, "postgresql/0").to_string(),
+            "-U",
+            "operator",
+            "postgres",
+        ])
+        .env("PGPASSWORD", operator)
+        .env("PGSSLMODE", "verify-full")
+        .env("PGSSLROOTCERT", ca)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pgbench {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A moto S3 server on loopback with one bucket, stopped when dropped.
+struct Moto {
+    child: std::process::Child,
+    address: String,
+}
+
+impl Moto {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 runs (moto: pip install 'moto[server]')");
+        let moto = Self {
+            child,
+            address: format!("127.0.0.1:{port}"),
+        };
+        eventually("moto listens", || {
+            std::net::TcpStream::connect(&moto.address).is_ok()
+        });
+        // moto does not check signatures: a plain PUT creates the bucket.
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&moto.address).unwrap();
+        write!(stream, "PUT /pg-backups HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", moto.address).unwrap();
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).unwrap();
+        assert!(
+            reply.starts_with("HTTP/1.1 200"),
+            "moto did not create the bucket: {reply}"
+        );
+        moto
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
 /// Restores a backup into a scratch directory, checks it, starts a server on
 /// it with the archive as restore_command, and counts the rows of `t`.
-fn restore_and_count(model: &Model, settings: &RepoSettings, id: &str, last_octet: u8) -> i64 {
+fn restore_and_count(
+    model: &Model,
+    settings: &RepoSettings,
+    id: &str,
+    (lane, last_octet): (u8, u8),
+) -> i64 {
     let scratch = model.dir().join(format!("restore-{last_octet}"));
     std::fs::create_dir_all(&scratch).unwrap();
     std::fs::set_permissions(&scratch, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -277,9 +393,12 @@ fn restore_and_count(model: &Model, settings: &RepoSettings, id: &str, last_octe
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
     let server = Server::new(bin, Layout::new(&scratch), user);
     server.prepare_dirs().unwrap();
-    let ip: IpAddr = format!("127.{}.88.{last_octet}", 200 + (std::process::id() % 50))
-        .parse()
-        .unwrap();
+    let ip: IpAddr = format!(
+        "127.{}.{lane}.{last_octet}",
+        200 + (std::process::id() % 50)
+    )
+    .parse()
+    .unwrap();
     let (socket, logs) = (server.layout.socket_dir(), server.layout.log_dir());
     let settings_file = scratch.join("s3.json");
     settings.save(&settings_file, &server.user).unwrap();
@@ -341,7 +460,7 @@ fn restore_and_count(model: &Model, settings: &RepoSettings, id: &str, last_octe
 
 #[test]
 fn bad_s3_settings_block_with_the_reason_and_clear_when_fixed() {
-    let model = Model::new();
+    let model = &Model::new();
     model.ok(&["deploy", support::build().charm.to_str().unwrap()]);
     model.ok(&["deploy", "s3-integrator"]);
     let unit_status = |model: &Model| {
@@ -359,7 +478,7 @@ fn bad_s3_settings_block_with_the_reason_and_clear_when_fixed() {
         wrong[1],
     ]);
     model.ok(&["integrate", "postgresql:s3-parameters", "s3-integrator"]);
-    let status = unit_status(&model);
+    let status = unit_status(model);
     assert_eq!(status["current"], "blocked", "{status:#}");
     let message = status["message"].as_str().unwrap();
     assert!(
@@ -370,7 +489,7 @@ fn bad_s3_settings_block_with_the_reason_and_clear_when_fixed() {
         !message.contains("not-the-secret"),
         "the secret key is in the status"
     );
-    let task = backup(&model, "postgresql/0", "full");
+    let task = backup(model, "postgresql/0", "full");
     assert_eq!(task["status"], "failed");
     assert!(
         task["message"]
@@ -379,7 +498,7 @@ fn bad_s3_settings_block_with_the_reason_and_clear_when_fixed() {
             .starts_with("cannot use the S3 repository"),
         "{task:#}"
     );
-    let (access, secret) = server_keys(&model);
+    let (access, secret) = server_keys(model);
     let right = [
         format!("access-key={access}"),
         format!("secret-key={secret}"),
@@ -399,7 +518,7 @@ fn bad_s3_settings_block_with_the_reason_and_clear_when_fixed() {
         "bucket=juju-local",
         "s3-uri-style=sideways",
     ]);
-    let status = unit_status(&model);
+    let status = unit_status(model);
     assert_eq!(status["current"], "blocked", "{status:#}");
     assert!(
         status["message"]
@@ -411,9 +530,9 @@ fn bad_s3_settings_block_with_the_reason_and_clear_when_fixed() {
 
     // Fixed: the status clears and a backup works.
     model.ok(&["config", "s3-integrator", "s3-uri-style=path"]);
-    let status = unit_status(&model);
+    let status = unit_status(model);
     assert_eq!(status["current"], "active", "{status:#}");
-    let task = backup(&model, "postgresql/0", "full");
+    let task = backup(model, "postgresql/0", "full");
     assert_eq!(task["status"], "completed", "{task:#}");
 }
 
