@@ -82,10 +82,17 @@ pub fn take(
             record.files.clear();
         }
     }
-    // The record is the commit: written last, for a failure too.
-    rt.block_on(catalog::save(repo, &record))
-        .context("cannot record the backup")?;
-    outcome.map(|()| record)
+    // The record is the commit: written last, for a failure too. When it
+    // cannot be written, the backup's own error still comes first.
+    let saved = rt.block_on(catalog::save(repo, &record));
+    match (outcome, saved) {
+        (Ok(()), Ok(())) => Ok(record),
+        (Ok(()), Err(err)) => Err(err.context("cannot record the backup")),
+        (Err(err), Ok(())) => Err(err),
+        (Err(err), Err(save)) => Err(anyhow::anyhow!(
+            "{err:#} (and the failure could not be recorded: {save:#})"
+        )),
+    }
 }
 
 fn run(
