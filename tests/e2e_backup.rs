@@ -41,9 +41,8 @@ fn backup(model: &Model, unit: &str, kind: &str) -> Value {
     model.run_action(unit, "create-backup", &[&format!("type={kind}")])
 }
 
-#[test]
-fn backups_on_juju_locals_s3_server() {
-    let model = &Model::new();
+/// Three units of the packed charm and an s3-integrator, not yet related.
+fn deploy_cluster_and_integrator(model: &Model) {
     model.ok(&[
         "deploy",
         support::build().charm.to_str().unwrap(),
@@ -51,6 +50,12 @@ fn backups_on_juju_locals_s3_server() {
         "3",
     ]);
     model.ok(&["deploy", "s3-integrator"]);
+}
+
+#[test]
+fn backups_on_juju_locals_s3_server() {
+    let model = &Model::new();
+    deploy_cluster_and_integrator(model);
 
     // Before the relation: the anchor's message.
     let task = backup(model, "postgresql/0", "full");
@@ -67,13 +72,7 @@ fn backups_on_juju_locals_s3_server() {
 fn backups_on_moto() {
     let moto = Moto::start();
     let model = &Model::new();
-    model.ok(&[
-        "deploy",
-        support::build().charm.to_str().unwrap(),
-        "-n",
-        "3",
-    ]);
-    model.ok(&["deploy", "s3-integrator"]);
+    deploy_cluster_and_integrator(model);
     let endpoint = format!("endpoint=http://{}", moto.address);
     model.ok(&[
         "config",

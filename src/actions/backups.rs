@@ -8,16 +8,19 @@ use crate::backup::settings::RepoSettings;
 use crate::charm::s3::{self, S3State};
 use crate::juju::{Context, HookTools};
 
-/// The repository's settings and the store, or the reason there is none.
-pub fn repository(ctx: &Context, tools: &dyn HookTools) -> Result<(RepoSettings, Repo)> {
-    match s3::load(ctx, tools, tools.is_leader()?)? {
+/// The relation's state, then the repository, or the reason there is none.
+pub fn repository(ctx: &Context, tools: &dyn HookTools) -> Result<(S3State, RepoSettings, Repo)> {
+    let state = s3::load(ctx, tools, tools.is_leader()?)?;
+    let (settings, repo) = open(&state)?;
+    Ok((state, settings, repo))
+}
+
+fn open(state: &S3State) -> Result<(RepoSettings, Repo)> {
+    match state {
         S3State::NotRelated => {
             bail!("Relation with s3-integrator charm missing, cannot create/restore backup.")
         }
-        S3State::Incomplete(message) => bail!(message),
-        S3State::Ready(settings) => {
-            let repo = Repo::open(&settings)?;
-            Ok((*settings, repo))
-        }
+        S3State::Incomplete(message) => bail!(message.clone()),
+        S3State::Ready(settings) => Ok((settings.as_ref().clone(), Repo::open(settings)?)),
     }
 }

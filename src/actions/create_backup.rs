@@ -14,7 +14,6 @@ use crate::charm::cluster;
 use crate::charm::config::CharmConfig;
 use crate::charm::passwords;
 use crate::charm::peers::Peers;
-use crate::charm::s3;
 use crate::charm::tls::TlsPaths;
 use crate::charm::workload::Workload;
 use crate::juju::{action, Context, HookTools, Status, StatusKind};
@@ -36,11 +35,10 @@ pub fn run(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
     let kind: BackupKind = params.kind.parse()?;
 
     // The repository must be set up, reachable and this cluster's.
-    let (settings, repo) = repository(ctx, tools)?;
+    let (s3_state, settings, repo) = repository(ctx, tools)?;
     let config = CharmConfig::load(tools)?;
     let workload = Workload::load(ctx, tools, &config)?;
     let server = &workload.server;
-    let s3_state = s3::load(ctx, tools, tools.is_leader()?)?;
     if let Some(problem) = archiving::check(ctx, server, &s3_state)? {
         bail!(problem);
     }

@@ -14,7 +14,7 @@ use crate::juju::{action, Context, HookTools};
 
 pub fn run(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
     // The repository the relation points at.
-    let (settings, repo) = repository(ctx, tools)?;
+    let (_, settings, repo) = repository(ctx, tools)?;
 
     // Every record in it, sorted by id.
     let records = runtime()?.block_on(catalog::list(&repo))?;

@@ -28,18 +28,6 @@ pub struct ReplicaState {
 }
 
 impl Db {
-    /// Connects to this unit's server over its Unix socket.
-    pub fn local(socket_dir: &Path, user: &str, password: &str) -> Result<Self> {
-        let mut config = Config::new();
-        config.host_path(socket_dir).port(PORT);
-        Self::connect(config, user, Some(password)).with_context(|| {
-            format!(
-                "cannot connect to the local server through {}",
-                socket_dir.display()
-            )
-        })
-    }
-
     /// Connects to this unit's server as `operator` by peer authentication:
     /// the charm's OS user is mapped to it, so no password is needed.
     pub fn local_peer(socket_dir: &Path) -> Result<Self> {
@@ -254,15 +242,6 @@ impl Db {
                ELSE pg_current_wal_lsn() END)::text",
             &[],
         ))?;
-        parse_lsn(&row.get::<_, Option<String>>(0).unwrap_or_default())
-    }
-
-    /// The last WAL position this replica has replayed.
-    pub fn replayed(&self) -> Result<u64> {
-        let row = self.rt.block_on(
-            self.client
-                .query_one("SELECT pg_last_wal_replay_lsn()::text", &[]),
-        )?;
         parse_lsn(&row.get::<_, Option<String>>(0).unwrap_or_default())
     }
 
