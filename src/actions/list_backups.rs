@@ -7,7 +7,7 @@ use anyhow::Result;
 use serde_json::json;
 
 use super::backups::repository;
-use crate::backup::catalog::{self, BackupRecord, BackupStatus};
+use crate::backup::catalog::{self, BackupKind, BackupRecord, BackupStatus};
 use crate::backup::settings::RepoSettings;
 use crate::charm::archiving::runtime;
 use crate::juju::{action, Context, HookTools};
@@ -22,7 +22,8 @@ pub fn run(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
     action::set_results(tools, &json!({ "backups": table(&settings, &records) }))
 }
 
-/// The anchor's format: a header, then one row per backup.
+/// The anchor's format: a header, then one row per backup or restore (a
+/// restore has no backup-path; its reference is the backup it restored).
 pub fn table(settings: &RepoSettings, records: &[BackupRecord]) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "Storage bucket name: {}", settings.bucket);
@@ -54,9 +55,15 @@ pub fn table(settings: &RepoSettings, records: &[BackupRecord]) -> String {
             (Some(start), Some(stop)) => format!("{start} / {stop}"),
             _ => "n/a".to_owned(),
         };
+        let path = match r.kind {
+            BackupKind::Restore => "n/a".to_owned(),
+            BackupKind::Full | BackupKind::Differential | BackupKind::Incremental => {
+                format!("/{}/{}", settings.repository, catalog::backup_dir(&r.id))
+            }
+        };
         let _ = writeln!(
             out,
-            "{:<20} | {:<19} | {:<8} | {:<20} | {:<23} | {:<20} | {:<20} | {:<8} | /{}/{}",
+            "{:<20} | {:<19} | {:<8} | {:<20} | {:<23} | {:<20} | {:<20} | {:<8} | {}",
             r.id,
             r.kind.action(),
             status,
@@ -65,9 +72,99 @@ pub fn table(settings: &RepoSettings, records: &[BackupRecord]) -> String {
             r.start_time,
             r.finish_time.as_deref().unwrap_or("n/a"),
             r.timeline.map_or("n/a".to_owned(), |t| t.to_string()),
-            settings.repository,
-            catalog::backup_dir(&r.id)
+            path
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::settings::UriStyle;
+
+    fn settings() -> RepoSettings {
+        RepoSettings {
+            endpoint: "https://s3.amazonaws.com".into(),
+            region: None,
+            bucket: "bucket".into(),
+            path: "/pg".into(),
+            uri_style: UriStyle::Path,
+            tls_ca_chain: Vec::new(),
+            storage_class: None,
+            access_key: "a".into(),
+            secret_key: "s".into(),
+            repository: "model.postgresql".into(),
+        }
+    }
+
+    fn row(id: &str, kind: BackupKind) -> BackupRecord {
+        BackupRecord {
+            id: id.into(),
+            kind,
+            reference: None,
+            status: BackupStatus::Finished,
+            error: None,
+            start_lsn: Some("0/2000028".into()),
+            stop_lsn: Some("0/2000100".into()),
+            start_time: id.into(),
+            finish_time: Some(id.into()),
+            timeline: Some(1),
+            unit: "postgresql/0".into(),
+            pg_version: Some(15),
+            system_identifier: Some("42".into()),
+            database_bytes: 0,
+            stored_bytes: 0,
+            files: Vec::new(),
+        }
+    }
+
+    /// The table's cells, without the padding.
+    fn cells(line: &str) -> Vec<&str> {
+        line.split(" | ").map(str::trim).collect()
+    }
+
+    #[test]
+    fn backups_have_a_path_and_restores_do_not() {
+        let mut restore = row("2023-01-01T11:00:00Z", BackupKind::Restore);
+        restore.reference = Some("2023-01-01T10:00:00Z".into());
+        restore.start_lsn = None;
+        restore.stop_lsn = None;
+        restore.finish_time = None;
+        restore.timeline = Some(2);
+        let records = [row("2023-01-01T10:00:00Z", BackupKind::Full), restore];
+        let text = table(&settings(), &records);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "Storage bucket name: bucket");
+        assert_eq!(lines[1], "Backups base path: /pg/model.postgresql/");
+        assert!(lines[3].starts_with("backup-id"), "{text}");
+        assert_eq!(
+            cells(lines[5]),
+            [
+                "2023-01-01T10:00:00Z",
+                "full backup",
+                "finished",
+                "None",
+                "0/2000028 / 0/2000100",
+                "2023-01-01T10:00:00Z",
+                "2023-01-01T10:00:00Z",
+                "1",
+                "/model.postgresql/backups/2023-01-01T10:00:00Z"
+            ]
+        );
+        assert_eq!(
+            cells(lines[6]),
+            [
+                "2023-01-01T11:00:00Z",
+                "restore",
+                "finished",
+                "2023-01-01T10:00:00Z",
+                "n/a",
+                "2023-01-01T11:00:00Z",
+                "n/a",
+                "2",
+                "n/a"
+            ]
+        );
+    }
 }

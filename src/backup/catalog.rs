@@ -2,6 +2,11 @@
 //! and written last, so that a backup exists exactly when its record does.
 //! A failed backup gets a record too, with its error. Listing reads every
 //! record; a backup directory without one was cut off and shows as failed.
+//!
+//! A restore is recorded the same way, as a row of kind [`BackupKind::Restore`]
+//! (it created a timeline): it lists beside the backups but is never one, so
+//! it is never a reference, never parsed from create-backup's `type` and
+//! never a restore's base backup.
 
 use std::fmt;
 use std::str::FromStr;
@@ -14,7 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use super::repo::Repo;
 
-/// What a backup stores: everything, or what changed since another one.
+/// What a backup stores: everything, or what changed since another one; or
+/// a row that records a restore.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackupKind {
@@ -23,6 +29,9 @@ pub enum BackupKind {
     Differential,
     /// What changed since the last backup of any kind.
     Incremental,
+    /// Not a backup: the record of a restore, which created a timeline
+    /// (`reference` is the backup it restored). `FromStr` never yields it.
+    Restore,
 }
 
 impl BackupKind {
@@ -32,6 +41,15 @@ impl BackupKind {
             Self::Full => "full backup",
             Self::Differential => "differential backup",
             Self::Incremental => "incremental backup",
+            Self::Restore => "restore",
+        }
+    }
+
+    /// True for the kinds that store a backup (all but `Restore`).
+    pub fn is_backup(self) -> bool {
+        match self {
+            Self::Full | Self::Differential | Self::Incremental => true,
+            Self::Restore => false,
         }
     }
 }
@@ -57,6 +75,7 @@ impl fmt::Display for BackupKind {
             Self::Full => "full",
             Self::Differential => "differential",
             Self::Incremental => "incremental",
+            Self::Restore => "restore",
         })
     }
 }
@@ -98,7 +117,11 @@ pub enum BackupStatus {
     Failed,
 }
 
-/// The record of one backup.
+/// The record of one backup, or of one restore (kind `Restore`): then `id` is
+/// the restore's time, `reference` the backup it restored, `timeline` the
+/// timeline it created, `start_time` when it began, `finish_time` when the
+/// restored primary accepted writes, the LSNs the point reached (or none),
+/// and `files` empty.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct BackupRecord {
@@ -130,6 +153,12 @@ pub struct BackupRecord {
 impl BackupRecord {
     pub fn is_finished(&self) -> bool {
         self.status == BackupStatus::Finished
+    }
+
+    /// A finished backup (not a restore row): what a restore can start from
+    /// and a new backup can build on.
+    pub fn is_finished_backup(&self) -> bool {
+        self.is_finished() && self.kind.is_backup()
     }
 }
 
@@ -215,19 +244,21 @@ fn cut_off(id: &str) -> BackupRecord {
     }
 }
 
-/// The backup a new one of `kind` builds on, among finished ones of this
-/// cluster; `None` for a full backup. Fails with the anchor's message when
-/// there is no full backup to build on.
+/// The backup a new one of `kind` builds on, among finished backups of this
+/// cluster (restore rows are not backups and are skipped); `None` for a full
+/// backup. Fails with the anchor's message when there is no full backup to
+/// build on.
 pub fn reference_for(
     kind: BackupKind,
     records: &[BackupRecord],
     system_identifier: &str,
 ) -> Result<Option<String>> {
-    let mut ours = records
-        .iter()
-        .filter(|r| r.is_finished() && r.system_identifier.as_deref() == Some(system_identifier));
+    let mut ours = records.iter().filter(|r| {
+        r.is_finished_backup() && r.system_identifier.as_deref() == Some(system_identifier)
+    });
     let reference = match kind {
         BackupKind::Full => return Ok(None),
+        BackupKind::Restore => bail!("a restore is not a kind of backup: nothing to reference"),
         BackupKind::Differential => ours.rfind(|r| r.kind == BackupKind::Full),
         BackupKind::Incremental => {
             let candidates: Vec<&BackupRecord> = ours.collect();
@@ -290,6 +321,66 @@ mod tests {
         );
         let err = reference_for(Incremental, &records, "another cluster").unwrap_err();
         assert!(err.to_string().contains("No previous full backup"), "{err}");
+    }
+
+    #[test]
+    fn restore_rows_are_never_references() {
+        use BackupKind::*;
+        let mut restore = record("2026-01-03T00:00:00Z", Restore, true);
+        restore.reference = Some("2026-01-01T00:00:00Z".into());
+        let records = [
+            record("2026-01-01T00:00:00Z", Full, true),
+            record("2026-01-02T00:00:00Z", Differential, true),
+            restore,
+        ];
+        assert_eq!(
+            reference_for(Incremental, &records, "42").unwrap().unwrap(),
+            "2026-01-02T00:00:00Z"
+        );
+        assert_eq!(
+            reference_for(Differential, &records, "42")
+                .unwrap()
+                .unwrap(),
+            "2026-01-01T00:00:00Z"
+        );
+        // A restore alone is no full backup to build on.
+        let err = reference_for(Incremental, &records[2..], "42").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Invalid backup type: incremental. No previous full backup to reference."
+        );
+        assert!(reference_for(Restore, &records, "42").is_err());
+    }
+
+    #[test]
+    fn restore_is_a_kind_of_row_but_not_a_backup_type() {
+        let err = "restore".parse::<BackupKind>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Invalid backup type: restore. Possible values: full, differential, incremental."
+        );
+        assert_eq!(BackupKind::Restore.action(), "restore");
+        assert_eq!(BackupKind::Restore.to_string(), "restore");
+        assert!(!BackupKind::Restore.is_backup());
+        assert!(BackupKind::Full.is_backup() && BackupKind::Incremental.is_backup());
+        let row = record("2026-01-03T00:00:00Z", BackupKind::Restore, true);
+        assert!(row.is_finished() && !row.is_finished_backup());
+
+        let json = serde_json::to_value(&row).unwrap();
+        assert_eq!(json["kind"], "restore");
+        let back: BackupRecord = serde_json::from_value(json).unwrap();
+        assert_eq!(back, row);
+    }
+
+    #[test]
+    fn records_written_before_restore_rows_still_parse() {
+        let old = r#"{"id":"2026-01-01T00:00:00Z","kind":"full","reference":null,
+            "status":"finished","error":null,"start-lsn":"0/2000028","stop-lsn":"0/2000100",
+            "start-time":"2026-01-01T00:00:00Z","finish-time":"2026-01-01T00:00:09Z",
+            "timeline":1,"unit":"postgresql/0","pg-version":15,"system-identifier":"42"}"#;
+        let record: BackupRecord = serde_json::from_str(old).unwrap();
+        assert!(record.is_finished_backup());
+        assert_eq!(record.kind, BackupKind::Full);
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod pgmanifest;
 pub mod repo;
 pub mod restore;
 pub mod settings;
+pub mod target;
 pub mod upload;
 pub mod wal;
 pub mod walk;
