@@ -50,6 +50,7 @@ fn configure(server: &Server, ip: IpAddr) {
         archive_command: "/bin/true",
         standby: None,
         tls: None,
+        recovery: None,
     };
     let conf = conf::render_postgresql_conf(&settings) + "autovacuum = off\n";
     server.write_config("postgresql.conf", &conf).unwrap();

@@ -413,6 +413,7 @@ fn restore_and_count(
         archive_command: "/bin/true",
         standby: None,
         tls: None,
+        recovery: None,
     });
     conf_text.push_str(&format!(
         "restore_command = {}\nrecovery_target = 'immediate'\nrecovery_target_action = 'promote'\n\

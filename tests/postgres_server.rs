@@ -37,6 +37,7 @@ fn configure(server: &Server, ip: IpAddr, units: &[IpAddr], standby: Option<Stan
         archive_command: "/bin/true",
         standby,
         tls: None,
+        recovery: None,
     };
     server
         .write_config("postgresql.conf", &conf::render_postgresql_conf(&settings))

@@ -248,6 +248,7 @@ fn the_charm_binary_archives_and_restores_wal_through_s3() {
         archive_command: &archive_command,
         standby: None,
         tls: None,
+        recovery: None,
     });
     server.write_config("postgresql.conf", &rendered).unwrap();
     server

@@ -151,7 +151,14 @@ pub async fn push(repo: &Repo, file: &FsPath) -> Result<Pushed> {
     .context("the compression task failed")??;
 
     let before = archived(repo, &name).await?;
-    if let Some(first) = before.first() {
+    // A partial segment is the end of a timeline that a promotion left
+    // behind; recovery never reads one, and two restores from the same point
+    // may each leave their own copy, so copies sit side by side.
+    let partial = name.ends_with(".partial");
+    if before.iter().any(|a| a.sha256 == digest.sha256) {
+        return Ok(Pushed::AlreadyArchived);
+    }
+    if let Some(first) = before.first().filter(|_| !partial) {
         return if first.sha256 == digest.sha256 {
             Ok(Pushed::AlreadyArchived)
         } else {
@@ -180,7 +187,7 @@ pub async fn push(repo: &Repo, file: &FsPath) -> Result<Pushed> {
     // Another server may have stored a different copy since we listed.
     let after = archived(repo, &name).await?;
     match after.first() {
-        Some(first) if first.sha256 != digest.sha256 => {
+        Some(first) if first.sha256 != digest.sha256 && !partial => {
             let _ = repo.store.delete(&key).await;
             Err(conflict(&name, &first.sha256, &digest.sha256))
         }
@@ -408,6 +415,24 @@ mod tests {
         let dest = dir.path().join("back");
         run(fetch(&repo, SEGMENT, &dest, &QUICK)).unwrap();
         assert_eq!(std::fs::read(&dest).unwrap(), first_bytes);
+    }
+
+    #[test]
+    fn partial_segments_from_two_promotions_are_both_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let store = Arc::new(InMemory::new());
+        let repo = Repo::new(store.clone());
+        let name = format!("{SEGMENT}.partial");
+        let (first, _) = wal_file(dir.path(), &name, 0);
+        let (second, _) = wal_file(other.path(), &name, 1);
+        assert!(matches!(run(push(&repo, &first)).unwrap(), Pushed::Stored));
+        assert!(matches!(run(push(&repo, &second)).unwrap(), Pushed::Stored));
+        assert!(matches!(
+            run(push(&repo, &second)).unwrap(),
+            Pushed::AlreadyArchived
+        ));
+        assert_eq!(keys(&store).len(), 2);
     }
 
     #[test]

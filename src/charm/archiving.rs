@@ -123,7 +123,7 @@ fn fingerprint(settings: &RepoSettings, system_identifier: &str) -> Result<Strin
 
 /// Copies the charm binary into the unit's storage (when it changed), where
 /// the server's OS user can run it whatever the charm directory's mode.
-fn install_archiver(ctx: &Context, server: &Server) -> Result<PathBuf> {
+pub(crate) fn install_archiver(ctx: &Context, server: &Server) -> Result<PathBuf> {
     let source = ctx.charm_dir.join("bin/postgresql-charm");
     let target = archiver_path(server);
     let same = match (std::fs::metadata(&source), std::fs::metadata(&target)) {

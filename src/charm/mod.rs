@@ -8,6 +8,7 @@ pub mod event;
 pub mod outcome;
 pub mod passwords;
 pub mod peers;
+pub mod restore;
 pub mod s3;
 pub mod tls;
 pub mod workload;

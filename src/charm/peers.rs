@@ -17,6 +17,8 @@ pub struct PeerAppData {
     pub system_users_secret: Option<String>,
     /// The unit whose PostgreSQL is the primary.
     pub primary: Option<String>,
+    /// The last restore (its id): units whose data predates it re-seed.
+    pub restore: Option<String>,
 }
 
 /// What each unit tells its peers, in its own unit bag.
@@ -30,6 +32,8 @@ pub struct PeerUnitData {
     pub admitted: Option<Vec<String>>,
     /// True when this unit serves TLS with a certificate from the relation.
     pub tls: Option<bool>,
+    /// The restore this unit's data comes from (see `PeerAppData::restore`).
+    pub restored: Option<String>,
 }
 
 /// The peer relation as this hook sees it: the app bag, this unit's bag,

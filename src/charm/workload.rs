@@ -18,6 +18,7 @@ use crate::juju::{Context, HookTools};
 use crate::postgres::binaries::{self, Binaries};
 use crate::postgres::conf::{self, ServerSettings, Standby, TlsFiles};
 use crate::postgres::os_user::{current_user_name, ServerUser};
+use crate::postgres::recovery::Recovery;
 use crate::postgres::server::{Layout, Server};
 
 /// The storage the data directory lives in, as metadata.yaml names it.
@@ -61,6 +62,8 @@ pub struct Workload {
     pub tls: bool,
     /// The archive_command, once the repository may be written to.
     pub archive_command: Option<String>,
+    /// Set while a restored data directory replays the archive.
+    pub recovery: Option<Recovery>,
     config: CharmConfig,
     charm_user: String,
 }
@@ -107,6 +110,7 @@ impl Workload {
             address,
             tls: false,
             archive_command: None,
+            recovery: None,
             config: config.clone(),
             charm_user: current_user_name()?,
         })
@@ -145,6 +149,7 @@ impl Workload {
                 key: &tls.key,
                 ca: &tls.ca,
             }),
+            recovery: self.recovery.as_ref(),
         };
         let mut units: BTreeSet<IpAddr> = peers
             .members

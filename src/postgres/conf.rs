@@ -6,6 +6,8 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::Path;
 
+use super::recovery::Recovery;
+
 /// The port every unit listens on.
 pub const PORT: u16 = 5432;
 
@@ -44,6 +46,8 @@ pub struct ServerSettings<'a> {
     pub standby: Option<Standby<'a>>,
     /// Present when the unit has its certificate.
     pub tls: Option<TlsFiles<'a>>,
+    /// Present while a restored data directory replays the archive.
+    pub recovery: Option<&'a Recovery>,
 }
 
 #[derive(Debug, Clone)]
@@ -90,7 +94,9 @@ pub fn render_postgresql_conf(s: &ServerSettings<'_>) -> String {
     set("max_wal_senders", "16".into());
     set("max_replication_slots", "16".into());
     set("wal_keep_size", "'256MB'".into());
-    set("hot_standby", "on".into());
+    // A restore replays without taking connections (see recovery.rs).
+    let hot_standby = if s.recovery.is_some() { "off" } else { "on" };
+    set("hot_standby", hot_standby.into());
     set("hot_standby_feedback", "on".into());
     set("wal_retrieve_retry_interval", "'1s'".into());
     set("archive_mode", "on".into());
@@ -117,6 +123,11 @@ pub fn render_postgresql_conf(s: &ServerSettings<'_>) -> String {
             set("ssl_ca_file", path(tls.ca));
         }
         None => set("ssl", "off".into()),
+    }
+    if let Some(recovery) = s.recovery {
+        for (key, value) in recovery.settings() {
+            set(key, value);
+        }
     }
     out
 }
@@ -179,6 +190,7 @@ mod tests {
             archive_command: "/bin/true",
             standby: None,
             tls: None,
+            recovery: None,
         }
     }
 

@@ -5,6 +5,7 @@
 pub mod binaries;
 pub mod conf;
 pub mod os_user;
+pub mod recovery;
 pub mod roles;
 pub mod server;
 pub mod sql;

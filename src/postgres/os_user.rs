@@ -67,6 +67,24 @@ impl ServerUser {
         Ok(())
     }
 
+    /// Gives `root` and everything under it to this user (links themselves,
+    /// not what they point at).
+    pub fn chown_tree(&self, root: &Path) -> Result<()> {
+        if !self.switch {
+            return Ok(());
+        }
+        std::os::unix::fs::lchown(root, Some(self.uid), Some(self.gid))
+            .with_context(|| format!("cannot give {} to {}", root.display(), self.name))?;
+        if std::fs::symlink_metadata(root)?.is_dir() {
+            for entry in std::fs::read_dir(root)
+                .with_context(|| format!("cannot list {}", root.display()))?
+            {
+                self.chown_tree(&entry?.path())?;
+            }
+        }
+        Ok(())
+    }
+
     /// Creates `dir` with `mode` and gives it to this user.
     pub fn create_dir(&self, dir: &Path, mode: u32) -> Result<()> {
         use std::os::unix::fs::PermissionsExt;

@@ -190,6 +190,25 @@ impl Server {
         .map(drop)
     }
 
+    /// Starts the server without waiting for it to accept connections (a
+    /// recovery may take long; the caller watches it).
+    pub fn start_in_background(&self) -> Result<()> {
+        let log = self.layout.log_dir().join("startup.log");
+        run(
+            self.user
+                .command(self.bin.program("pg_ctl"))
+                .arg("start")
+                .args(["--no-wait", "--silent"])
+                .arg("--pgdata")
+                .arg(self.layout.data())
+                .arg("--log")
+                .arg(&log),
+            "start postgresql",
+        )
+        .with_context(|| format!("the server's log is {}", log.display()))
+        .map(drop)
+    }
+
     /// Stops the server (fast mode: sessions are ended, WAL is flushed and
     /// sent to replicas); nothing to do when it is not running.
     pub fn stop(&self) -> Result<()> {
@@ -270,8 +289,10 @@ impl Server {
         self.swap_in(&incoming)
     }
 
-    /// Puts a complete data directory in place; returns the old one, set aside.
-    fn swap_in(&self, incoming: &Path) -> Result<Option<PathBuf>> {
+    /// Puts a complete data directory in place (the server must be
+    /// stopped); returns the old one, set aside, for the caller to remove
+    /// once the new one has proven itself, or to put back.
+    pub fn swap_in(&self, incoming: &Path) -> Result<Option<PathBuf>> {
         if !incoming.join("PG_VERSION").exists() {
             bail!("{} is not a complete data directory", incoming.display());
         }
@@ -285,5 +306,29 @@ impl Server {
         };
         std::fs::rename(incoming, &data).context("cannot put the new data directory in place")?;
         Ok(old)
+    }
+
+    /// Undoes `swap_in`: the new data directory goes to `rejected` and the
+    /// one set aside comes back (the server must be stopped).
+    pub fn swap_back(&self, old: Option<&Path>, rejected: &Path) -> Result<()> {
+        let data = self.layout.data();
+        if data.exists() {
+            if rejected.exists() {
+                std::fs::remove_dir_all(rejected)
+                    .with_context(|| format!("cannot clear {}", rejected.display()))?;
+            }
+            std::fs::rename(&data, rejected).with_context(|| {
+                format!(
+                    "cannot move the new data directory to {}",
+                    rejected.display()
+                )
+            })?;
+        }
+        if let Some(old) = old {
+            std::fs::rename(old, &data).with_context(|| {
+                format!("cannot put the old data directory {} back", old.display())
+            })?;
+        }
+        Ok(())
     }
 }

@@ -245,6 +245,58 @@ impl Db {
         parse_lsn(&row.get::<_, Option<String>>(0).unwrap_or_default())
     }
 
+    /// Stops writes on a primary: new transactions are read-only (kept in
+    /// postgresql.auto.conf, so a restart does not lift it) and client
+    /// sessions are ended.
+    pub fn fence(&self) -> Result<()> {
+        self.execute(
+            "ALTER SYSTEM SET default_transaction_read_only = on; \
+             SELECT pg_reload_conf(); \
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+               WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+        )
+        .context("cannot stop writes on the primary")
+    }
+
+    /// Lifts `fence`.
+    pub fn unfence(&self) -> Result<()> {
+        self.execute("ALTER SYSTEM RESET default_transaction_read_only; SELECT pg_reload_conf()")
+            .context("cannot allow writes on the primary again")
+    }
+
+    /// On a primary: commits a transaction (so that recovery to any time
+    /// until now has a commit to stop at), closes the current WAL segment
+    /// and waits up to `limit` for the archiver to have it; true when it has.
+    pub fn archive_now(&self, limit: Duration) -> Result<bool> {
+        self.execute("SELECT pg_current_xact_id()")?;
+        let segment = self.query_text("SELECT pg_walfile_name(pg_switch_wal() - 1)")?;
+        let started = std::time::Instant::now();
+        loop {
+            let done = self.query_text(&format!(
+                "SELECT (coalesce(last_archived_wal, '') >= {}\
+                   AND length(coalesce(last_archived_wal, '')) = 24)::text FROM pg_stat_archiver",
+                literal(&segment)
+            ))?;
+            if done == "true" {
+                return Ok(true);
+            }
+            if started.elapsed() > limit {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The timeline the server writes (or replays) on.
+    pub fn timeline(&self) -> Result<u32> {
+        let name = self.query_text(
+            "SELECT pg_walfile_name(CASE WHEN pg_is_in_recovery() \
+               THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)",
+        )?;
+        u32::from_str_radix(name.get(..8).unwrap_or_default(), 16)
+            .with_context(|| format!("{name:?} is not a WAL file name"))
+    }
+
     /// Makes the WAL receiver reconnect (with the current password file).
     pub fn restart_wal_receiver(&self) -> Result<()> {
         self.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_wal_receiver")

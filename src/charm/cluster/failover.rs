@@ -90,13 +90,7 @@ fn old_primary(c: &Cluster<'_>, old: &str) -> Option<(IpAddr, bool)> {
 /// its last WAL out; returns its final WAL position, or None if it is gone.
 fn fence(addr: IpAddr, operator: &str, ca: Option<&Path>) -> Option<u64> {
     let db = Db::remote_tls(addr, "operator", operator, ca).ok()?;
-    let fenced = db.execute(
-        "ALTER SYSTEM SET default_transaction_read_only = on; \
-         SELECT pg_reload_conf(); \
-         SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-           WHERE backend_type = 'client backend' AND pid <> pg_backend_pid(); \
-         CHECKPOINT",
-    );
+    let fenced = db.fence().and_then(|()| db.execute("CHECKPOINT"));
     if let Err(err) = fenced {
         tracing::warn!("cannot fence the old primary at {addr}: {err:#}");
     }

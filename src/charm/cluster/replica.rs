@@ -10,6 +10,7 @@ use anyhow::{Context as _, Result};
 use super::Cluster;
 use crate::charm::outcome::Waiting;
 use crate::charm::passwords::SystemUser;
+use crate::charm::peers::PeerUnitData;
 use crate::charm::tls::TlsPaths;
 use crate::charm::workload::slot_name;
 use crate::juju::{Status, StatusKind};
@@ -66,7 +67,10 @@ pub fn reconcile(c: &mut Cluster<'_>, primary: &str) -> Result<Status> {
         .admitted
         .as_ref()
         .is_some_and(|a| a.contains(me));
-    if !server.is_initialised() || !server.is_standby() {
+    // Data from before the cluster's last restore has another history.
+    let restore = c.peers.app_data.restore.clone();
+    let predates_restore = restore.is_some() && c.peers.mine.restored != restore;
+    if !server.is_initialised() || !server.is_standby() || predates_restore {
         if !admitted {
             return Err(Waiting(format!(
                 "waiting for the primary {primary} to admit this unit"
@@ -90,6 +94,13 @@ pub fn reconcile(c: &mut Cluster<'_>, primary: &str) -> Result<Status> {
                 .with_context(|| format!("cannot remove {}", old.display()))?;
         }
         tracing::info!("seeded this unit from {primary}");
+        if predates_restore {
+            let mine = PeerUnitData {
+                restored: restore,
+                ..c.peers.mine.clone()
+            };
+            c.peers.save_mine(c.tools, mine)?;
+        }
     } else {
         // Follow the current primary (a reload restarts the WAL receiver).
         let changed = c.workload.configure(&c.peers, standby())?;

@@ -1,0 +1,243 @@
+//! The leader's part of a restore, step by step: the backup's files fetched
+//! and checked beside the live data directory, writes stopped on the
+//! current primary, the restored directory swapped in and recovered to the
+//! target, and, when any step fails, everything put back as it was. The
+//! live data directory is set aside, never deleted, until the restored
+//! server has promoted. The other units re-seed from the restored primary
+//! on their own when they see the restore in the peer app bag.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+
+use super::archiving;
+use super::cluster;
+use super::config::CharmConfig;
+use super::passwords::{self, Passwords, SystemUser};
+use super::peers::{PeerAppData, PeerUnitData, Peers};
+use super::workload::Workload;
+use crate::backup::catalog::BackupRecord;
+use crate::backup::repo::Repo;
+use crate::backup::settings::RepoSettings;
+use crate::backup::{restore as files, wal};
+use crate::juju::{Context, HookTools};
+use crate::postgres::os_user::run;
+use crate::postgres::recovery::{self, Outcome, Recovery};
+use crate::postgres::roles;
+use crate::postgres::sql::Db;
+
+/// Files downloaded at once.
+const CONCURRENCY: usize = 4;
+
+/// The leader's view of the cluster for a restore.
+pub struct Restorer<'a> {
+    pub ctx: &'a Context,
+    pub tools: &'a dyn HookTools,
+    pub peers: Peers,
+    pub passwords: Passwords,
+    pub workload: Workload,
+}
+
+/// The primary whose writes were stopped, to allow them again on failure.
+pub struct Fenced(Option<Db>);
+
+impl<'a> Restorer<'a> {
+    pub fn load(ctx: &'a Context, tools: &'a dyn HookTools) -> Result<Self> {
+        let config = CharmConfig::load(tools)?;
+        let peers =
+            Peers::load(tools, ctx)?.context("the peer relation does not exist yet: try again")?;
+        let passwords = passwords::load(tools, &peers.app_data)?;
+        let workload = Workload::load(ctx, tools, &config)?;
+        Ok(Self {
+            ctx,
+            tools,
+            peers,
+            passwords,
+            workload,
+        })
+    }
+
+    /// The current primary, when it answers.
+    fn primary(&self) -> Option<Db> {
+        match cluster::connect_primary(self.ctx, &self.peers, &self.passwords) {
+            Ok(db) => Some(db),
+            Err(err) => {
+                tracing::warn!("the primary does not answer: {err:#}");
+                None
+            }
+        }
+    }
+
+    /// Archives the primary's latest WAL (after a commit stamped now), so
+    /// that any time until now can be recovered to. Best effort: a cluster
+    /// that is down can still be restored to what the archive holds.
+    pub fn archive_now(&self) {
+        let Some(db) = self.primary() else { return };
+        match db.archive_now(Duration::from_secs(60)) {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!("the primary's last WAL was not archived within a minute"),
+            Err(err) => tracing::warn!("cannot archive the primary's last WAL: {err:#}"),
+        }
+    }
+
+    /// Writes the backup's files into a new directory beside the data
+    /// directory, owned by the server's user, and has `pg_verifybackup`
+    /// check them against the backup's PostgreSQL manifest.
+    pub fn fetch(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        repo: &Repo,
+        record: &BackupRecord,
+    ) -> Result<PathBuf> {
+        let server = &self.workload.server;
+        server.prepare_dirs()?;
+        let incoming = server.layout.storage.join("data.restoring");
+        if incoming.exists() {
+            std::fs::remove_dir_all(&incoming).context("cannot clear an unfinished restore")?;
+        }
+        let fetched = rt
+            .block_on(files::files(repo, record, &incoming, CONCURRENCY))
+            .and_then(|()| server.user.chown_tree(&incoming))
+            .and_then(|()| verify(self, &incoming));
+        if let Err(err) = fetched {
+            let _ = std::fs::remove_dir_all(&incoming);
+            return Err(err);
+        }
+        Ok(incoming)
+    }
+
+    /// Stops writes on the current primary when it is another unit's (this
+    /// unit's own server is stopped instead).
+    pub fn fence_primary(&self) -> Result<Fenced> {
+        let elsewhere = self
+            .peers
+            .app_data
+            .primary
+            .as_ref()
+            .is_some_and(|p| *p != self.ctx.unit);
+        if !elsewhere {
+            return Ok(Fenced(None));
+        }
+        let Some(db) = self.primary() else {
+            return Ok(Fenced(None));
+        };
+        db.fence()?;
+        Ok(Fenced(Some(db)))
+    }
+
+    /// Lifts the fence after a failed restore.
+    pub fn unfence(&self, fenced: Fenced) {
+        if let Some(db) = fenced.0 {
+            if let Err(err) = db.unfence() {
+                tracing::warn!("cannot allow writes on the primary again: {err:#}");
+            }
+        }
+    }
+
+    /// Swaps the restored directory in and recovers it to the target, with
+    /// the repository as the archive. On failure the directory set aside
+    /// comes back and this unit's server starts on it as before; on success
+    /// the set-aside directory is returned, for removal once all is done.
+    pub fn recover(
+        &mut self,
+        incoming: &Path,
+        recovery: Recovery,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<(Option<PathBuf>, Outcome)> {
+        let server = self.workload.server.clone();
+        server.stop()?;
+        let old = server.swap_in(incoming)?;
+        let recovered = (|| {
+            let data = server.layout.data();
+            let _ = std::fs::remove_file(data.join("standby.signal"));
+            server
+                .user
+                .write_file(&data.join("recovery.signal"), b"", 0o600)?;
+            self.workload.recovery = Some(recovery);
+            self.workload.configure(&self.peers, None)?;
+            recovery::run(&server, progress)
+        })();
+        self.workload.recovery = None;
+        match recovered {
+            Ok(outcome) => Ok((old, outcome)),
+            Err(err) => {
+                let _ = server.stop();
+                let rejected = server.layout.storage.join("data.rejected");
+                server.swap_back(old.as_deref(), &rejected).context(
+                    "the restore failed and the previous data directory could not be put back",
+                )?;
+                let _ = std::fs::remove_dir_all(&rejected);
+                server.start().context(
+                    "the restore failed; the previous data directory is back but its server does not start",
+                )?;
+                Err(err.context("the restore failed; the previous data is back in place"))
+            }
+        }
+    }
+
+    /// Points this unit's server at the repository: the settings and the
+    /// archive program written where the server's user reads them, WAL
+    /// archived there from the moment the restored server promotes (its
+    /// new timeline's history file first); returns the restore_command.
+    pub fn use_repository(&mut self, settings: &RepoSettings) -> Result<String> {
+        let server = &self.workload.server;
+        let settings_file = archiving::settings_path(server);
+        settings.save(&settings_file, &server.user)?;
+        let bin = archiving::install_archiver(self.ctx, server)?;
+        self.workload.archive_command = Some(wal::archive_command(&bin, &settings_file));
+        Ok(wal::restore_command(&bin, &settings_file))
+    }
+
+    /// After promotion: this cluster's passwords for the system users
+    /// (whatever the backed-up cluster had), and the timeline it is on.
+    pub fn settle(&self) -> Result<u32> {
+        let db = Db::local_peer(&self.workload.server.layout.socket_dir())?;
+        for user in SystemUser::ALL {
+            roles::apply(&db, user.as_str(), self.passwords.get(user)?)?;
+        }
+        db.timeline()
+    }
+
+    /// Tells the cluster: this unit is the primary, and every unit whose
+    /// data predates `restore` re-seeds from it.
+    pub fn announce(&mut self, restore: &str) -> Result<()> {
+        let app = PeerAppData {
+            primary: Some(self.ctx.unit.clone()),
+            restore: Some(restore.to_owned()),
+            ..self.peers.app_data.clone()
+        };
+        self.peers.save_app_data(self.tools, app)?;
+        let mine = PeerUnitData {
+            restored: Some(restore.to_owned()),
+            ..self.peers.mine.clone()
+        };
+        self.peers.save_mine(self.tools, mine)
+    }
+}
+
+/// `pg_verifybackup` on a restored directory, against the manifest in it;
+/// WAL is checked by recovery itself.
+fn verify(r: &Restorer<'_>, dir: &Path) -> Result<()> {
+    let server = &r.workload.server;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot set the mode of {}", dir.display()))?;
+    run(
+        server
+            .user
+            .command(server.bin.program("pg_verifybackup"))
+            .args(["--no-parse-wal", "--quiet"])
+            .arg(dir),
+        "verify the restored files against the backup's manifest",
+    )
+    .map(drop)
+}
+
+/// Refuses a restore while the cluster cannot take one.
+pub fn check_ready(r: &Restorer<'_>) -> Result<()> {
+    if r.peers.app_data.primary.is_none() {
+        bail!("the cluster is not initialised yet: wait until the leader has set it up");
+    }
+    Ok(())
+}
