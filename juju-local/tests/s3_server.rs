@@ -1,7 +1,8 @@
 //! The embedded S3 server through a real S3 client (object_store's
 //! AmazonS3, SigV4, path style): objects round-trip with ranges, listing by
 //! prefix and delimiter, multipart upload and copy; a wrong secret key is
-//! refused. And the model's own server behind `deploy s3-integrator`.
+//! refused. And the model's own server behind `deploy s3-integrator`,
+//! stopped and started again as an outage would.
 
 mod common;
 
@@ -232,4 +233,80 @@ async fn deploy_without_endpoint_runs_the_models_server() {
     assert!(alive(pid));
     m.cli_ok("destroy-model", &["--force"]);
     assert!(!alive(pid), "destroy-model stops the model's s3 server");
+}
+
+#[tokio::test]
+async fn the_models_server_stops_even_while_the_model_is_held_and_comes_back_on_its_port() {
+    let m = Model::new();
+    m.cli_ok("deploy", &["s3-integrator"]);
+    let recorded = |m: &Model| -> serde_json::Value {
+        let text = std::fs::read_to_string(m.dir().join("model.json")).unwrap();
+        serde_json::from_str::<serde_json::Value>(&text).unwrap()["s3_server"].clone()
+    };
+    let before = recorded(&m);
+    let endpoint = before["endpoint"].as_str().unwrap().to_string();
+    let (access, secret) = (
+        before["access_key"].as_str().unwrap().to_string(),
+        before["secret_key"].as_str().unwrap().to_string(),
+    );
+    let store = client(&endpoint, "juju-local", &access, &secret);
+    store
+        .put(&Key::from("kept/x"), PutPayload::from_static(b"kept"))
+        .await
+        .unwrap();
+
+    // Stopped while another command (a running action, say) holds the model.
+    let lock = std::fs::File::open(m.dir().join("lock")).unwrap();
+    // SAFETY: flock on a file descriptor we own; released when `lock` drops.
+    assert_eq!(
+        unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) },
+        0
+    );
+    let out = m.cli_ok("s3-server", &["stop"]);
+    assert_eq!(
+        out.stdout.trim(),
+        format!("stopped the model's S3 server at {endpoint}")
+    );
+    assert!(!alive(before["pid"].as_i64().unwrap()));
+    let down = store
+        .put(&Key::from("lost/y"), PutPayload::from_static(b"no"))
+        .await;
+    assert!(down.is_err(), "a put reached a stopped server");
+    let out = m.cli_ok("s3-server", &["stop"]);
+    assert_eq!(
+        out.stdout.trim(),
+        format!("the model's S3 server at {endpoint} is not running")
+    );
+    drop(lock);
+
+    // Back on the same port, over the same objects, with the same keys.
+    let out = m.cli_ok("s3-server", &["start"]);
+    assert_eq!(
+        out.stdout.trim(),
+        format!("started the model's S3 server at {endpoint}")
+    );
+    let after = recorded(&m);
+    assert_eq!(after["endpoint"], before["endpoint"]);
+    assert_ne!(after["pid"], before["pid"]);
+    assert!(alive(after["pid"].as_i64().unwrap()));
+    assert_eq!(text(&store, "kept/x").await, "kept");
+    store
+        .put(&Key::from("new/z"), PutPayload::from_static(b"z"))
+        .await
+        .unwrap();
+    let out = m.cli_ok("s3-server", &["start"]);
+    assert_eq!(
+        out.stdout.trim(),
+        format!("the model's S3 server at {endpoint} is already running")
+    );
+    let out = m.cli("s3-server", &["restart"]);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("\"stop\" or \"start\""),
+        "{}",
+        out.stderr
+    );
+
+    m.cli_ok("destroy-model", &["--force"]);
+    assert!(!alive(after["pid"].as_i64().unwrap()));
 }

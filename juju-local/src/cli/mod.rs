@@ -33,6 +33,7 @@ commands:
   resolve <unit> [--no-retry]
   destroy-model [--force]
   s3-server [--dir D] [--address 127.0.0.1:0] [--access-key K --secret-key S] [--bucket B ...]
+  s3-server stop|start
 ";
 
 /// Runs the CLI; returns the process exit code.
@@ -145,7 +146,7 @@ fn dispatch(args: Vec<String>) -> Result<i32> {
         "debug-log" => status::debug_log(&dir, &rest),
         "resolve" | "resolved" => destroy::resolve(&dir, &rest),
         "destroy-model" => destroy::destroy(&dir, &rest),
-        "s3-server" => s3::s3_server(&rest),
+        "s3-server" => s3::s3_server(&dir, &rest),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(0)
