@@ -9,6 +9,8 @@ use super::backups::repository;
 use crate::backup::catalog::{self, BackupKind};
 use crate::backup::engine::{self, Request};
 use crate::backup::lock::{self, Holder};
+use crate::backup::outage;
+use crate::backup::pending::{self, Note};
 use crate::charm::archiving;
 use crate::charm::cluster;
 use crate::charm::config::CharmConfig;
@@ -30,6 +32,10 @@ struct Params {
 }
 
 pub fn run(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
+    create(ctx, tools).map_err(outage::explain)
+}
+
+fn create(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
     // The type must be one the engine knows.
     let params: Params = action::params(tools)?;
     let kind: BackupKind = params.kind.parse()?;
@@ -41,6 +47,14 @@ pub fn run(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
     let server = &workload.server;
     if let Some(problem) = archiving::check(ctx, server, &s3_state)? {
         bail!(problem);
+    }
+
+    // What an earlier backup on this unit could not tell the repository.
+    let rt = engine::runtime(CONCURRENCY)?;
+    let location = pending::location(&settings);
+    let pending_dir = pending::dir(&server.layout.storage);
+    if let Err(err) = rt.block_on(pending::flush(&repo, &location, &pending_dir)) {
+        tracing::warn!("{:#}", outage::explain(err));
     }
 
     // This unit must be the one the TLS rule picks.
@@ -58,7 +72,6 @@ pub fn run(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
     }
 
     // What it builds on.
-    let rt = engine::runtime(CONCURRENCY)?;
     let system_identifier = server.system_identifier()?;
     let records = rt.block_on(catalog::list(&repo))?;
     let reference = catalog::reference_for(kind, &records, &system_identifier)?
@@ -101,10 +114,39 @@ pub fn run(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
         progress: &progress,
     };
     let taken = engine::take(&rt, &repo, &db, &request);
-    let _ = rt.block_on(lock::release(&repo, &holder));
+    let released = rt.block_on(lock::release(&repo, &holder));
     let _ = cluster::update_status(ctx, tools);
-    let record =
-        taken.map_err(|err| anyhow::anyhow!("Failed to backup PostgreSQL with error: {err:#}"))?;
+
+    // What S3 could not take now is kept on this unit, for later.
+    let owed = Note {
+        repository: location,
+        record: taken
+            .as_ref()
+            .err()
+            .and_then(|f| f.unrecorded.as_deref().cloned()),
+        lock: released.is_err().then(|| holder.clone()),
+    };
+    let kept = (!owed.is_empty()).then(|| pending::keep(&pending_dir, &id, &owed));
+    let record = match taken {
+        Ok(record) => record,
+        Err(failed) => {
+            let mut message = format!("Failed to backup PostgreSQL with error: {:#}", failed.error);
+            match kept.filter(|_| failed.unrecorded.is_some()) {
+                Some(Ok(_)) => message.push_str(&format!(
+                    " (backup {id} is kept on this unit as failed and recorded in the \
+                     repository at the next create-backup or list-backups)"
+                )),
+                Some(Err(err)) => message.push_str(&format!(
+                    " (and backup {id} could not be recorded as failed: {err:#})"
+                )),
+                None => {}
+            }
+            bail!(message);
+        }
+    };
+    if let Some(Err(err)) = kept {
+        tracing::warn!("the backup lock stays held by {}: {err:#}", ctx.unit);
+    }
     tracing::info!("backup {} created in {}", record.id, settings.bucket);
 
     action::set_results(

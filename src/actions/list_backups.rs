@@ -9,15 +9,27 @@ use serde_json::json;
 use super::backups::repository;
 use crate::backup::catalog::{self, BackupKind, BackupRecord, BackupStatus};
 use crate::backup::settings::RepoSettings;
+use crate::backup::{outage, pending};
 use crate::charm::archiving::runtime;
+use crate::charm::config::CharmConfig;
+use crate::charm::workload::Workload;
 use crate::juju::{action, Context, HookTools};
 
 pub fn run(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
     // The repository the relation points at.
     let (_, settings, repo) = repository(ctx, tools)?;
+    let rt = runtime()?;
+
+    // What an earlier backup on this unit could not tell the repository.
+    let workload = Workload::load(ctx, tools, &CharmConfig::load(tools)?)?;
+    let location = pending::location(&settings);
+    let pending_dir = pending::dir(&workload.server.layout.storage);
+    if let Err(err) = rt.block_on(pending::flush(&repo, &location, &pending_dir)) {
+        tracing::warn!("{:#}", outage::explain(err));
+    }
 
     // Every record in it, sorted by id.
-    let records = runtime()?.block_on(catalog::list(&repo))?;
+    let records = rt.block_on(catalog::list(&repo)).map_err(outage::explain)?;
 
     action::set_results(tools, &json!({ "backups": table(&settings, &records) }))
 }

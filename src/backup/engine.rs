@@ -2,7 +2,9 @@
 //! connection, copy the data directory (what changed only, for a
 //! differential or incremental one) compressed and checksummed into the
 //! repository, stop it, make sure its WAL is archived, then write
-//! PostgreSQL's own manifest and, last, the record that commits it.
+//! PostgreSQL's own manifest and, last, the record that commits it. A
+//! failure is recorded too; when the repository cannot take even that (S3
+//! is down), the failed record goes back to the caller to keep.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -13,6 +15,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use super::catalog::{self, BackupKind, BackupRecord, BackupStatus, FileRecord};
+use super::outage;
 use super::pgmanifest::{sha256_file, ManifestBuilder, WalRange};
 use super::repo::Repo;
 use super::upload;
@@ -47,13 +50,23 @@ pub fn runtime(concurrency: usize) -> Result<tokio::runtime::Runtime> {
         .context("cannot start the upload runtime")
 }
 
+/// A backup that did not finish.
+#[derive(Debug)]
+pub struct Failed {
+    /// What went wrong, as the user reads it.
+    pub error: anyhow::Error,
+    /// Its failed record, when the repository could not take it: the caller
+    /// keeps it to write later (see `pending`).
+    pub unrecorded: Option<Box<BackupRecord>>,
+}
+
 /// Takes the backup; on failure records it as failed, with its error.
 pub fn take(
     rt: &tokio::runtime::Runtime,
     repo: &Repo,
     db: &Db,
     req: &Request<'_>,
-) -> Result<BackupRecord> {
+) -> Result<BackupRecord, Failed> {
     let started = chrono::Utc::now();
     let mut record = BackupRecord {
         id: req.id.clone(),
@@ -73,26 +86,51 @@ pub fn take(
         stored_bytes: 0,
         files: Vec::new(),
     };
-    let outcome = run(rt, repo, db, req, &mut record);
+    let outcome = run(rt, repo, db, req, &mut record).map_err(outage::explain);
     record.finish_time = Some(chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string());
     match outcome {
         Ok(()) => record.status = BackupStatus::Finished,
-        Err(ref err) => {
-            record.error = Some(format!("{err:#}"));
-            record.files.clear();
-        }
+        Err(ref err) => fail(&mut record, err),
     }
     // The record is the commit: written last, for a failure too. When it
-    // cannot be written, the backup's own error still comes first.
-    let saved = rt.block_on(catalog::save(repo, &record));
+    // cannot be written, the backup's own error still comes first, and the
+    // failed record goes back to the caller.
+    let saved = rt
+        .block_on(catalog::save(repo, &record))
+        .map_err(outage::explain);
     match (outcome, saved) {
         (Ok(()), Ok(())) => Ok(record),
-        (Ok(()), Err(err)) => Err(err.context("cannot record the backup")),
-        (Err(err), Ok(())) => Err(err),
-        (Err(err), Err(save)) => Err(anyhow::anyhow!(
-            "{err:#} (and the failure could not be recorded: {save:#})"
-        )),
+        (Ok(()), Err(save)) => {
+            // Not committed: a failed backup, for want of its record.
+            let error = save.context("cannot record the backup");
+            fail(&mut record, &error);
+            Err(Failed {
+                error,
+                unrecorded: Some(Box::new(record)),
+            })
+        }
+        (Err(error), Ok(())) => Err(Failed {
+            error,
+            unrecorded: None,
+        }),
+        (Err(error), Err(save)) => {
+            tracing::warn!(
+                "the failure of backup {} is not recorded: {save:#}",
+                record.id
+            );
+            Err(Failed {
+                error,
+                unrecorded: Some(Box::new(record)),
+            })
+        }
     }
+}
+
+/// Marks the record failed with `err`; a failed backup lists no files.
+fn fail(record: &mut BackupRecord, err: &anyhow::Error) {
+    record.status = BackupStatus::Failed;
+    record.error = Some(format!("{err:#}"));
+    record.files.clear();
 }
 
 fn run(
@@ -116,7 +154,9 @@ fn run(
     ));
 
     // Copy what the backup needs, in parallel, compressed and checksummed.
-    let copied = rt.block_on(copy_files(repo, req));
+    let copied = rt
+        .block_on(copy_files(repo, req))
+        .context("cannot copy the data files");
     let (files, uploaded) = match copied {
         Ok(done) => done,
         Err(err) => {

@@ -101,4 +101,21 @@ mod tests {
             .await
             .unwrap();
     }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_lock_this_unit_left_behind_does_not_block_its_next_backup() {
+        // As after an S3 outage that kept the release from reaching the store.
+        let repo = Repo::new(Arc::new(InMemory::new()));
+        let members = vec!["pg/0".to_owned(), "pg/1".to_owned()];
+        acquire(&repo, &holder("pg/0"), &members).await.unwrap();
+        let next = Holder {
+            backup: "c".into(),
+            ..holder("pg/0")
+        };
+        acquire(&repo, &next, &members).await.unwrap();
+        assert_eq!(current(&repo).await.unwrap(), Some(next.clone()));
+        // The old holder's release no longer removes the new one's lock.
+        release(&repo, &holder("pg/0")).await.unwrap();
+        assert_eq!(current(&repo).await.unwrap(), Some(next));
+    }
 }
