@@ -11,7 +11,7 @@ pub fn run(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
     let peers = Peers::load(tools, ctx)?
         .context("the peer relation does not exist yet: try again once the unit is installed")?;
     let primary = peers.app_data.primary.context(
-        "the cluster has no primary yet: this version of the charm does not run PostgreSQL",
+        "the cluster has no primary yet: the leader initialises it once its unit is set up; try again in a moment",
     )?;
 
     action::set_results(tools, &json!({ "primary": primary }))

@@ -123,7 +123,7 @@ fn restore(
         restore_command: unit.use_repository(settings)?,
         stop_at: match &plan.target {
             Target::BackupEnd => StopAt::Consistent,
-            Target::Time(time) => StopAt::Time(time.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string()),
+            Target::Time(time) => StopAt::Time(target::pg_timestamp(time)),
             Target::Latest => StopAt::End,
         },
         timeline: match plan.timeline {

@@ -64,7 +64,8 @@ pub struct Outcome {
     pub last_commit: Option<String>,
     /// Where replay ended (`redo done at …`).
     pub redo_done: Option<String>,
-    /// The first FATAL or PANIC line, when the server gave up.
+    /// The FATAL or PANIC line of the server giving up (not of a client
+    /// it turned away).
     pub fatal: Option<String>,
     /// The last WAL file restored from the archive.
     pub last_restored: Option<String>,
@@ -81,10 +82,12 @@ impl Outcome {
             } else if let Some(rest) = after(line, "restored log file \"") {
                 out.last_restored = rest.split('"').next().map(str::to_owned);
             }
-            if out.fatal.is_none() {
-                for level in ["FATAL:", "PANIC:"] {
-                    if let Some(rest) = after(line, level) {
-                        out.fatal = Some(rest.trim().to_owned());
+            // The startup process's own reason, not a client turned away.
+            for level in ["FATAL:", "PANIC:"] {
+                if let Some(rest) = after(line, level) {
+                    let rest = rest.trim();
+                    if !CLIENT_REFUSALS.iter().any(|m| rest.starts_with(m)) {
+                        out.fatal = Some(rest.to_owned());
                     }
                 }
             }
@@ -92,6 +95,14 @@ impl Outcome {
         out
     }
 }
+
+/// What the server tells clients it turns away while it starts or stops.
+const CLIENT_REFUSALS: [&str; 4] = [
+    "the database system is starting up",
+    "the database system is shutting down",
+    "the database system is not yet accepting connections",
+    "the database system is not accepting connections",
+];
 
 fn after<'a>(line: &'a str, marker: &str) -> Option<&'a str> {
     line.find(marker).map(|at| &line[at + marker.len()..])
@@ -241,8 +252,9 @@ mod tests {
             "2026-11-22 10:00:01.000 UTC [9] LOG:  restored log file \"000000010000000000000004\" from archive",
             "2026-11-22 10:00:02.000 UTC [9] LOG:  redo done at 0/4000100 system usage: CPU: user: 0.00 s",
             "2026-11-22 10:00:02.000 UTC [9] LOG:  last completed transaction was at log time 2026-11-22 09:59:58.123+00",
+            "2026-11-22 10:00:01.500 UTC [12] replication@[unknown] FATAL:  the database system is starting up",
             "2026-11-22 10:00:02.000 UTC [9] FATAL:  recovery ended before configured recovery target was reached",
-            "2026-11-22 10:00:02.000 UTC [1] FATAL:  later noise",
+            "2026-11-22 10:00:02.100 UTC [13] replication@[unknown] FATAL:  the database system is shutting down",
         ]
         .map(String::from)
         .to_vec();
