@@ -3,18 +3,25 @@
 # into a .charm zip that Juju (and juju-local) deploys.
 #
 #   charm/pack.sh [OUTPUT]      default: build/postgresql.charm
+#
+# CHARM_BINARY=<path> packs that binary instead of building the release one
+# (the end-to-end tests pack the build they were compiled with).
 set -eu
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$root/build/postgresql.charm}
 target=${CARGO_TARGET_DIR:-$root/target}
 
-cargo build --quiet --release --locked -p postgresql-charm --manifest-path "$root/Cargo.toml"
+binary=${CHARM_BINARY:-}
+if [ -z "$binary" ]; then
+    cargo build --quiet --release --locked -p postgresql-charm --manifest-path "$root/Cargo.toml"
+    binary=$target/release/postgresql-charm
+fi
 
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/bin"
-cp "$target/release/postgresql-charm" "$stage/bin/postgresql-charm"
+cp "$binary" "$stage/bin/postgresql-charm"
 cp "$root/charm/dispatch" "$root/metadata.yaml" "$root/actions.yaml" "$root/config.yaml" "$stage/"
 chmod 0755 "$stage/dispatch" "$stage/bin/postgresql-charm"
 cat > "$stage/manifest.yaml" <<MANIFEST

@@ -5,6 +5,8 @@
 //! is "not found" (exit 1), and while S3 is down `wal-push` fails (the server
 //! keeps the segment and counts failures) until S3 is back.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
@@ -25,35 +27,9 @@ const ACCESS_KEY: &str = "wal-archive-access";
 const SECRET_KEY: &str = "wal-archive-secret-never-shown-0123456789";
 const BUCKET: &str = "walarchive";
 
-/// Builds juju-local (release) once, serialised with the other tests' builds.
+/// juju-local, from the tests' own build.
 fn juju_local() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    std::fs::create_dir_all(&target).unwrap();
-    let lock = std::fs::File::create(target.join("e2e-build.lock")).unwrap();
-    // SAFETY: flock on a descriptor we own; released when `lock` drops.
-    let locked = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) };
-    assert_eq!(locked, 0);
-    let out = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--quiet",
-            "--release",
-            "--locked",
-            "-p",
-            "juju-local",
-        ])
-        .current_dir(&root)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "cannot build juju-local:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    target.join("release/juju-local")
+    support::build().juju_local.clone()
 }
 
 /// juju-local's S3 server, stopped when dropped.

@@ -1,6 +1,7 @@
-//! What the end-to-end tests share: the packed charm and a release build of
-//! juju-local (built once, whatever the number of test binaries), and a
-//! juju-local model in a temporary directory that tears itself down.
+//! What the end-to-end tests share: the packed charm and juju-local, from
+//! the dev build the tests were compiled with (packed once, whatever the
+//! number of test binaries), and a juju-local model in a temporary
+//! directory that tears itself down.
 
 #![allow(dead_code)]
 
@@ -28,8 +29,8 @@ pub struct Build {
     pub juju_local: PathBuf,
 }
 
-/// Packs the charm and builds juju-local once per run; a file lock keeps
-/// parallel test binaries from building at the same time.
+/// Packs the charm once per run; a file lock keeps parallel test binaries
+/// from building at the same time.
 pub fn build() -> &'static Build {
     static BUILD: OnceLock<Build> = OnceLock::new();
     BUILD.get_or_init(|| {
@@ -41,27 +42,23 @@ pub fn build() -> &'static Build {
             0
         );
 
-        let charm = root().join("build/postgresql.charm");
-        must(
-            Command::new(root().join("charm/pack.sh")).arg(&charm),
-            "pack the charm",
-        );
+        // The dev build the tests were compiled with (fresh by now), packed.
         must(
             Command::new(env!("CARGO"))
-                .args([
-                    "build",
-                    "--quiet",
-                    "--release",
-                    "--locked",
-                    "-p",
-                    "juju-local",
-                ])
+                .args(["build", "--quiet", "--locked", "--workspace", "--bins"])
                 .current_dir(root()),
-            "build juju-local",
+            "build the charm and juju-local",
+        );
+        let charm = target_dir().join("e2e/postgresql.charm");
+        must(
+            Command::new(root().join("charm/pack.sh"))
+                .arg(&charm)
+                .env("CHARM_BINARY", target_dir().join("debug/postgresql-charm")),
+            "pack the charm",
         );
         Build {
             charm,
-            juju_local: target_dir().join("release/juju-local"),
+            juju_local: target_dir().join("debug/juju-local"),
         }
     })
 }
