@@ -367,7 +367,7 @@ fn restore_and_count(
         .block_on(catalog::load(&repo, id))
         .unwrap()
         .expect("a record");
-    rt.block_on(restore::files(&repo, &record, &data, 4))
+    rt.block_on(restore::files(&repo, &record, &data, 4, &|_| ()))
         .unwrap();
 
     let bin = binaries::find().unwrap().unwrap();

@@ -2,8 +2,8 @@
 //! with real PostgreSQL servers and juju-local's S3 server. A point in time
 //! between two backups under a pgbench load (every transaction logged with
 //! its commit time, pgbench's balance invariant, `pg_amcheck`), restores by
-//! id of a full and an incremental backup compared with checksums taken at
-//! their end, the same point restored twice, a time on the first timeline
+//! id of a full, a differential and an incremental backup compared with
+//! checksums taken at their end, the same point restored twice, a time on the first timeline
 //! after two later ones exist, and failures that leave the cluster serving
 //! on its previous data.
 
@@ -356,6 +356,10 @@ fn by_id_twice_from_one_point_then_back_to_the_first_timeline() {
         .unwrap();
     let incremental = backup(model, &leader, "incremental");
     let at_incremental = checksum(&db);
+    db.execute("UPDATE t SET v = 'differs' WHERE id % 13 = 0")
+        .unwrap();
+    let differential = backup(model, &leader, "differential");
+    let at_differential = checksum(&db);
     db.execute("DELETE FROM t WHERE id % 11 = 0").unwrap();
     let at_time = checksum(&db);
     std::thread::sleep(Duration::from_millis(1100));
@@ -376,7 +380,9 @@ fn by_id_twice_from_one_point_then_back_to_the_first_timeline() {
     assert_eq!(checksum(&db), at_time);
     assert!(third > second);
 
-    // The incremental by id.
+    // The differential and the incremental by id.
+    let (_, db) = restored(model, &operator, &[&format!("backup-id={differential}")]);
+    assert_eq!(checksum(&db), at_differential);
     let (_, db) = restored(model, &operator, &[&format!("backup-id={incremental}")]);
     assert_eq!(checksum(&db), at_incremental);
     assert_streaming_on(
@@ -389,8 +395,8 @@ fn by_id_twice_from_one_point_then_back_to_the_first_timeline() {
         .unwrap(),
     );
 
-    // Recovery that cannot reach its target (the WAL after the incremental
-    // is gone): the action says how far it got; the data is as before.
+    // Recovery that cannot reach its target (the WAL after the backup it
+    // starts from is gone): the action says how far it got; the data is as before.
     let stop_segment = |id: &str| {
         let record = objects(model, &format!("backups/{id}/record.json"));
         let record: Value = serde_json::from_slice(&std::fs::read(&record[0]).unwrap()).unwrap();
@@ -400,7 +406,7 @@ fn by_id_twice_from_one_point_then_back_to_the_first_timeline() {
             (u64::from_str_radix(hi, 16).unwrap() << 32) | u64::from_str_radix(lo, 16).unwrap();
         format!("00000001{:08X}{:08X}", lsn >> 32, (lsn & 0xffff_ffff) >> 24)
     };
-    let last_needed = stop_segment(&incremental);
+    let last_needed = stop_segment(&differential);
     for object in objects(model, "/wal/00000001") {
         let name = object.file_name().unwrap().to_string_lossy().to_string();
         if name[..24] > *last_needed {

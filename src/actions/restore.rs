@@ -12,6 +12,7 @@ use serde_json::json;
 use super::backups::repository;
 use crate::backup::catalog::{self, BackupKind, BackupRecord, BackupStatus};
 use crate::backup::lock::{self, Holder};
+use crate::backup::pending;
 use crate::backup::target::{self, Plan, Target, TimelineChoice};
 use crate::charm::archiving::runtime;
 use crate::charm::cluster;
@@ -42,6 +43,13 @@ pub fn run(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
     let mut unit = Restorer::load(ctx, tools)?;
     check_ready(&unit)?;
     let rt = runtime()?;
+
+    // What an S3 outage left owed to the repository, written first.
+    let pending_dir = pending::dir(&unit.workload.server.layout.storage);
+    let location = pending::location(&settings);
+    if let Err(err) = rt.block_on(pending::flush(&repo, &location, &pending_dir)) {
+        tracing::warn!("cannot write what an earlier backup owes the repository: {err:#}");
+    }
 
     // The archive brought up to now, so any time until now is reachable.
     unit.archive_now();
@@ -114,7 +122,7 @@ fn restore(
     // The backup's files beside the live data, checked.
     status(&format!("restoring backup {}", plan.backup.id));
     action::log(tools, "fetching the backup's files");
-    let incoming = unit.fetch(rt, repo, &plan.backup)?;
+    let incoming = unit.fetch(rt, repo, &plan.backup, &|line| action::log(tools, line))?;
     action::log(tools, "the files match the backup's manifest");
 
     // Writes stop on the primary; the restored data replays the archive.

@@ -4,9 +4,11 @@
 //! `tablespace_map` and PostgreSQL `backup_manifest`, so `pg_verifybackup`
 //! can check the result before anything uses it.
 
+use std::cell::Cell;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 use futures::{StreamExt, TryStreamExt};
@@ -17,12 +19,17 @@ use super::catalog::{self, BackupRecord};
 use super::codec::Decompressor;
 use super::repo::Repo;
 
-/// Writes the files of a finished backup into `dest` (which must not exist).
+/// How often progress is reported.
+const REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// Writes the files of a finished backup into `dest` (which must not
+/// exist); `progress` hears how far it got every few seconds.
 pub async fn files(
     repo: &Repo,
     record: &BackupRecord,
     dest: &Path,
     concurrency: usize,
+    progress: &dyn Fn(&str),
 ) -> Result<()> {
     if !record.is_finished() {
         bail!("backup {} did not finish and cannot be restored", record.id);
@@ -53,12 +60,30 @@ pub async fn files(
     }
 
     // Every file, checked against its checksum.
+    let total_files = record.files.iter().filter(|f| f.kind == "file").count();
+    let total_bytes: u64 = record.files.iter().map(|f| f.size).sum();
+    let done = Cell::new((0usize, 0u64));
+    let last_report = Cell::new(Instant::now());
+    let report = |size: u64| {
+        let (files, bytes) = done.get();
+        done.set((files + 1, bytes + size));
+        if last_report.get().elapsed() >= REPORT_EVERY {
+            last_report.set(Instant::now());
+            progress(&format!(
+                "restored {} of {total_files} files ({} of {} MiB)",
+                files + 1,
+                (bytes + size) >> 20,
+                total_bytes >> 20
+            ));
+        }
+    };
     let jobs = record
         .files
         .iter()
         .filter(|f| f.kind == "file")
         .map(|entry| {
             let store = repo.store.clone();
+            let report = &report;
             async move {
                 let key = entry
                     .object
@@ -78,6 +103,7 @@ pub async fn files(
                     );
                 }
                 std::fs::set_permissions(&path, std::fs::Permissions::from_mode(entry.mode))?;
+                report(entry.size);
                 Ok(())
             }
         });

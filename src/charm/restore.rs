@@ -89,6 +89,7 @@ impl<'a> Restorer<'a> {
         rt: &tokio::runtime::Runtime,
         repo: &Repo,
         record: &BackupRecord,
+        progress: &dyn Fn(&str),
     ) -> Result<PathBuf> {
         let server = &self.workload.server;
         server.prepare_dirs()?;
@@ -97,7 +98,7 @@ impl<'a> Restorer<'a> {
             std::fs::remove_dir_all(&incoming).context("cannot clear an unfinished restore")?;
         }
         let fetched = rt
-            .block_on(files::files(repo, record, &incoming, CONCURRENCY))
+            .block_on(files::files(repo, record, &incoming, CONCURRENCY, progress))
             .and_then(|()| server.user.chown_tree(&incoming))
             .and_then(|()| verify(self, &incoming));
         if let Err(err) = fetched {
