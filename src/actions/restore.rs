@@ -82,9 +82,18 @@ pub fn run(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
     if let Err(err) = rt.block_on(lock::release(&repo, &holder)) {
         tracing::warn!("cannot release the backup lock: {err:#}");
     }
-    let (timeline, reached) = restored?;
+    let (timeline, reached) = match restored {
+        Ok(done) => done,
+        Err(err) => {
+            // The unit is back on its previous data: say how it is now.
+            if let Err(status) = cluster::reconcile(ctx, tools) {
+                tracing::warn!("after the failed restore: {status:#}");
+            }
+            return Err(err);
+        }
+    };
 
-    // The restore in the catalog, the cluster told, the old data gone.
+    // The restore in the catalog, and the cluster told to follow it.
     let record = restore_record(&id, &plan, timeline, &unit, started);
     if let Err(err) = rt.block_on(catalog::save(&repo, &record)) {
         tracing::warn!("cannot record the restore in the repository: {err:#}");
@@ -196,5 +205,38 @@ fn restore_record(
         database_bytes: 0,
         stored_bytes: 0,
         files: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actions::testing::context;
+    use crate::juju::fake::FakeTools;
+
+    fn run_with(leader: bool, params: serde_json::Value) -> String {
+        let tools = FakeTools::new("postgresql/1", leader);
+        tools.state.borrow_mut().params = params.as_object().unwrap().clone();
+        let err = run(&context("postgresql/1", "restore"), &tools).unwrap_err();
+        format!("{err:#}")
+    }
+
+    #[test]
+    fn bad_params_a_follower_and_no_repository_get_the_anchor_messages() {
+        assert_eq!(
+            run_with(true, json!({})),
+            "Either backup-id or restore-to-time parameters need to be provided to be able to do restore"
+        );
+        assert!(run_with(true, json!({"restore-to-time": "yesterday"}))
+            .starts_with("Bad restore-to-time format"));
+        assert!(run_with(true, json!({"backup-id": "last"})).starts_with("Invalid backup-id: last"));
+        assert_eq!(
+            run_with(false, json!({"backup-id": "2026-11-22T10:00:00Z"})),
+            "Unit cannot restore backup as it was not elected the leader unit yet"
+        );
+        assert_eq!(
+            run_with(true, json!({"restore-to-time": "latest"})),
+            "Relation with s3-integrator charm missing, cannot create/restore backup."
+        );
     }
 }
