@@ -22,8 +22,10 @@
 # `pgbench -c 2 -j 2 -t TXNS`; an incremental by each tool, back to back.
 # At each of the two points the database's fingerprint (rows and balance of
 # pgbench_accounts, rows of pgbench_history) is taken: every restore must
-# give it back exactly, or the script stops. The unit's archive_command is
-# then the charm's own again, so our restores pay no pgBackRest archive-push.
+# give it back exactly, or the script stops. The unit keeps archiving every
+# segment for both tools to the end (our restores bring back the backup's
+# postgresql.auto.conf, which says so), so both archives hold the same WAL
+# and PostgreSQL reads as far ahead in each while it recovers.
 #
 # Each run restores the full, then the incremental, with each tool; ours
 # goes first in odd runs, pgBackRest in even ones; `sync` before each timed
@@ -240,22 +242,6 @@ pgbench -c 2 -j 2 -t "$txns" >"$work/logs/pgbench-load.log" 2>&1 \
 take_backups incremental incr
 db_bytes=$(sql -c "SELECT pg_database_size('postgres')")
 
-# From here the unit archives for the charm only (a restore brings back the
-# backup's postgresql.auto.conf, so this is repeated after each of ours).
-charm_archive_only() {
-    sql >/dev/null <<'EOF'
-ALTER SYSTEM RESET archive_command;
-SELECT pg_reload_conf();
-EOF
-    local waited=0
-    until [ "$(sql -c "SHOW archive_command")" = "$ours_archive" ]; do
-        [ "$waited" -lt 50 ] || die "archive_command is not the charm's own again"
-        sleep 0.2
-        waited=$((waited + 1))
-    done
-}
-charm_archive_only
-
 # --- the restores -----------------------------------------------------------
 # The watcher of our restore: polls the unit's storage every 50 ms and
 # writes, as JSON, when each step began (Unix seconds): the restored
@@ -360,7 +346,6 @@ ours() { # run kind
     got=$(fingerprint)
     [ "$got" = "$expected" ] \
         || die "our restore of $kind backup $id gave $got (accounts balance history), expected $expected"
-    charm_archive_only
     python3 - "$log.json" "$log.steps.json" "$run" "$kind" "$id" "$t" "$t0" "$t1" "$got" "$load" >>"$results" <<'PY'
 import json, sys
 task_file, steps_file, run, kind, ident, t, t0, t1, got, load = sys.argv[1:]
