@@ -8,7 +8,7 @@ mod support;
 
 use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use postgresql_charm::backup::settings::RepoSettings;
@@ -18,24 +18,10 @@ use postgresql_charm::postgres::os_user::{current_user_name, ServerUser};
 use postgresql_charm::postgres::server::{Layout, Server};
 use postgresql_charm::postgres::{binaries, sql::Db};
 use serde_json::Value;
-use support::{address, eventually, Model};
+use support::{address, eventually, storage, Model};
 
 /// Every row of the test's tables.
 const ROWS: &str = "SELECT (SELECT count(*) FROM t) + (SELECT count(*) FROM recent)";
-
-fn storage(model: &Model, unit: &str) -> PathBuf {
-    let dir = model
-        .dir()
-        .join("model/units")
-        .join(unit.replace('/', "-"))
-        .join("storage");
-    std::fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .next()
-        .expect("a storage")
-        .path()
-}
 
 fn backup(model: &Model, unit: &str, kind: &str) -> Value {
     model.run_action(unit, "create-backup", &[&format!("type={kind}")])

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use postgresql_charm::postgres::sql::Db;
 use serde_json::Value;
-use support::{address, Model};
+use support::{address, storage, Model};
 
 /// What a failed copy says, in the action's message and in the backup's row.
 const REASON: &str = "cannot copy the data files: the S3 repository could not be reached; \
@@ -42,20 +42,6 @@ fn backup_with_objects(backups: &Path) -> Option<(String, usize)> {
             let objects = files(&entry.path().join("data")).len();
             (objects > 0).then(|| (entry.file_name().to_string_lossy().into_owned(), objects))
         })
-}
-
-fn storage(model: &Model, unit: &str) -> PathBuf {
-    let dir = model
-        .dir()
-        .join("model/units")
-        .join(unit.replace('/', "-"))
-        .join("storage");
-    std::fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .next()
-        .expect("a storage")
-        .path()
 }
 
 fn list_backups(model: &Model) -> String {

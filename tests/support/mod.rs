@@ -174,6 +174,21 @@ pub fn address(model: &Model, unit: &str) -> std::net::IpAddr {
         .unwrap()
 }
 
+/// A unit's storage directory (its data, TLS files and repository settings).
+pub fn storage(model: &Model, unit: &str) -> PathBuf {
+    let dir = model
+        .dir()
+        .join("model/units")
+        .join(unit.replace('/', "-"))
+        .join("storage");
+    std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .next()
+        .expect("a storage")
+        .path()
+}
+
 /// Waits until `check` holds, for at most 30 s.
 pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     let started = std::time::Instant::now();
