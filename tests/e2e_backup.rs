@@ -404,7 +404,7 @@ fn restore_and_count(
     conf_text.push_str(&format!(
         "restore_command = {}\nrecovery_target = 'immediate'\nrecovery_target_action = 'promote'\n\
          max_connections = 200\n",
-        conf::quote(&wal::restore_command(&charm, &settings_file))
+        conf::quote(&wal::restore_command(&charm, &settings_file, None))
     ));
     server.write_config("postgresql.conf", &conf_text).unwrap();
     server

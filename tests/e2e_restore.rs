@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use postgresql_charm::postgres::{binaries, sql::Db};
 use serde_json::Value;
-use support::{address, Model};
+use support::{address, backup, password, settled, Model};
 
 /// Deploys `units` units and an s3-integrator (juju-local's S3 server),
 /// related, and waits until every unit is active.
@@ -30,41 +30,8 @@ fn deploy(model: &Model, units: usize) {
     ]);
     model.ok(&["deploy", "s3-integrator"]);
     model.ok(&["integrate", "postgresql:s3-parameters", "s3-integrator"]);
-    settled(model, units, Duration::from_secs(60));
+    settled(model, "postgresql", units, Duration::from_secs(60));
     eprintln!("deploy: {:?}", started.elapsed());
-}
-
-/// Waits until `units` units are active and every replica streams.
-fn settled(model: &Model, units: usize, limit: Duration) {
-    let started = Instant::now();
-    loop {
-        let status = model.status();
-        let all = status["applications"]["postgresql"]["units"]
-            .as_object()
-            .cloned()
-            .unwrap_or_default();
-        let active = all
-            .values()
-            .filter(|u| u["workload-status"]["current"] == "active")
-            .count();
-        if all.len() == units && active == units {
-            return;
-        }
-        assert!(
-            started.elapsed() < limit,
-            "the cluster did not settle on {units} active units: {status:#}"
-        );
-        // Hooks run when something happens; update-status keeps them honest.
-        let _ = model.juju(&["run-hook", "postgresql", "update-status"]);
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
-fn password(model: &Model) -> String {
-    model.run_action("postgresql/leader", "get-password", &[])["results"]["password"]
-        .as_str()
-        .unwrap()
-        .to_owned()
 }
 
 fn primary_unit(model: &Model) -> String {
@@ -76,16 +43,6 @@ fn primary_unit(model: &Model) -> String {
 
 fn connect(model: &Model, unit: &str, operator: &str) -> Db {
     Db::remote(address(model, unit), "operator", operator).unwrap()
-}
-
-fn backup(model: &Model, unit: &str, kind: &str) -> String {
-    // Backup ids are whole seconds.
-    std::thread::sleep(Duration::from_millis(1100));
-    let started = Instant::now();
-    let task = model.run_action(unit, "create-backup", &[&format!("type={kind}")]);
-    eprintln!("{kind} backup: {:?}", started.elapsed());
-    assert_eq!(task["status"], "completed", "{kind} backup: {task:#}");
-    task["results"]["backup-id"].as_str().unwrap().to_owned()
 }
 
 fn restore(model: &Model, params: &[&str]) -> Value {
@@ -179,7 +136,7 @@ fn assert_amcheck_clean(host: IpAddr, operator: &str) {
 fn assert_streaming_on(model: &Model, operator: &str, units: usize, timeline: i64) {
     let started = Instant::now();
     loop {
-        settled(model, units, Duration::from_secs(180));
+        settled(model, "postgresql", units, Duration::from_secs(180));
         let primary = connect(model, &primary_unit(model), operator);
         let streaming = primary
             .query_i64("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")
@@ -214,7 +171,7 @@ fn assert_streaming_on(model: &Model, operator: &str, units: usize, timeline: i6
 fn point_in_time_between_two_backups_under_load_on_three_units() {
     let model = &Model::new();
     deploy(model, 3);
-    let operator = password(model);
+    let operator = password(model, "postgresql");
     let leader = primary_unit(model);
     let host = address(model, &leader);
     let db = connect(model, &leader, &operator);
@@ -343,7 +300,7 @@ fn objects(model: &Model, part: &str) -> Vec<PathBuf> {
 fn by_id_twice_from_one_point_then_back_to_the_first_timeline() {
     let model = &Model::new();
     deploy(model, 2);
-    let operator = password(model);
+    let operator = password(model, "postgresql");
     let leader = primary_unit(model);
     let db = connect(model, &leader, &operator);
 
@@ -451,5 +408,5 @@ fn by_id_twice_from_one_point_then_back_to_the_first_timeline() {
             .unwrap(),
         1
     );
-    settled(model, 2, Duration::from_secs(60));
+    settled(model, "postgresql", 2, Duration::from_secs(60));
 }

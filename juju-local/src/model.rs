@@ -211,6 +211,9 @@ pub struct S3Server {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Model {
     pub uuid: String,
+    /// The model's name (`JUJU_MODEL_NAME`), chosen when it is created.
+    #[serde(default = "default_model_name")]
+    pub name: String,
     pub octet: u8,
     /// Shared by operations and tasks, as in Juju.
     pub next_action_id: u64,
@@ -226,6 +229,33 @@ pub struct Model {
     pub queue: Vec<QueuedHook>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3_server: Option<S3Server>,
+}
+
+/// The name of a model created without `JUJU_LOCAL_MODEL_NAME`.
+pub fn default_model_name() -> String {
+    "local".into()
+}
+
+/// The name for a new model: `JUJU_LOCAL_MODEL_NAME`, which must be a valid
+/// Juju model name, or `local`.
+pub fn new_model_name() -> Result<String> {
+    let Ok(name) = std::env::var("JUJU_LOCAL_MODEL_NAME") else {
+        return Ok(default_model_name());
+    };
+    let valid = !name.is_empty()
+        && name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && !name.ends_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !valid {
+        bail!(
+            "JUJU_LOCAL_MODEL_NAME {name:?} is not a valid model name: use lowercase letters, \
+             digits and hyphens"
+        );
+    }
+    Ok(name)
 }
 
 impl Model {

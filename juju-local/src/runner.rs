@@ -70,7 +70,7 @@ pub fn environment(md: &ModelDir, ctx: &HookContext, socket: &Path) -> Vec<(Stri
         set("JUJU_HOOK_NAME", h.name.clone());
     }
     set("JUJU_UNIT_NAME", ctx.unit.clone());
-    set("JUJU_MODEL_NAME", "local".into());
+    set("JUJU_MODEL_NAME", model.name.clone());
     set("JUJU_MODEL_UUID", model.uuid.clone());
     set("JUJU_VERSION", "3.6.0".into());
     set("JUJU_CHARM_DIR", charm_dir.display().to_string());

@@ -1,5 +1,7 @@
 //! `list-backups`: the backups and restores in the repository, as the
-//! anchor's table under the `backups` key; on any unit.
+//! anchor's table under the `backups` key; on any unit. Below it, the
+//! backups of the other clusters whose repositories are under the same
+//! bucket and path, which `restore` can migrate from.
 
 use std::fmt::Write as _;
 
@@ -8,8 +10,9 @@ use serde_json::json;
 
 use super::backups::repository;
 use crate::backup::catalog::{self, BackupKind, BackupRecord, BackupStatus};
+use crate::backup::owner::Owner;
 use crate::backup::settings::RepoSettings;
-use crate::backup::{outage, pending};
+use crate::backup::{outage, pending, siblings};
 use crate::charm::archiving::runtime;
 use crate::charm::config::CharmConfig;
 use crate::charm::workload::Workload;
@@ -31,12 +34,49 @@ pub fn run(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
     // Every record in it, sorted by id.
     let records = rt.block_on(catalog::list(&repo)).map_err(outage::explain)?;
 
-    action::set_results(tools, &json!({ "backups": table(&settings, &records) }))
+    // The other clusters' backups, when there are any to read.
+    let others = rt.block_on(others(&settings));
+
+    action::set_results(
+        tools,
+        &json!({ "backups": table(&settings, &records, &others) }),
+    )
+}
+
+/// Another cluster's repository and its records.
+pub struct Other {
+    pub name: String,
+    pub owner: Owner,
+    pub records: Vec<BackupRecord>,
+}
+
+/// The other repositories under the path; one that cannot be read is left
+/// out (a warning in the log), never fails the listing of our own.
+async fn others(settings: &RepoSettings) -> Vec<Other> {
+    let siblings = match siblings::list(settings).await {
+        Ok(found) => found,
+        Err(err) => {
+            tracing::warn!("cannot list the other repositories: {err:#}");
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for sibling in siblings {
+        match catalog::list(&sibling.repo).await {
+            Ok(records) => out.push(Other {
+                name: sibling.name,
+                owner: sibling.owner,
+                records,
+            }),
+            Err(err) => tracing::warn!("cannot list the backups in {}: {err:#}", sibling.name),
+        }
+    }
+    out
 }
 
 /// The anchor's format: a header, then one row per backup or restore (a
 /// restore has no backup-path; its reference is the backup it restored).
-pub fn table(settings: &RepoSettings, records: &[BackupRecord]) -> String {
+pub fn table(settings: &RepoSettings, records: &[BackupRecord], others: &[Other]) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "Storage bucket name: {}", settings.bucket);
     let _ = writeln!(
@@ -44,6 +84,42 @@ pub fn table(settings: &RepoSettings, records: &[BackupRecord]) -> String {
         "Backups base path: {}/{}/\n",
         settings.path, settings.repository
     );
+    rows(
+        &mut out,
+        records.iter().map(|r| (settings.repository.as_str(), r)),
+    );
+    if others.iter().all(|o| o.records.is_empty()) {
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "\nBackups of other clusters under {}/ (restore one by its backup-id; their \
+         repositories are only read):",
+        settings.path
+    );
+    for other in others.iter().filter(|o| !o.records.is_empty()) {
+        let _ = writeln!(
+            out,
+            "  {}: {} in model {}, system identifier {}, PostgreSQL {}",
+            other.name,
+            other.owner.app,
+            other.owner.model_uuid,
+            other.owner.system_identifier,
+            other.owner.pg_version
+        );
+    }
+    let _ = writeln!(out);
+    rows(
+        &mut out,
+        others
+            .iter()
+            .flat_map(|o| o.records.iter().map(|r| (o.name.as_str(), r))),
+    );
+    out
+}
+
+/// The header and one row per record, each with its repository's name.
+fn rows<'a>(out: &mut String, records: impl Iterator<Item = (&'a str, &'a BackupRecord)>) {
     let header = format!(
         "{:<20} | {:<19} | {:<8} | {:<20} | {:<23} | {:<20} | {:<20} | {:<8} | backup-path",
         "backup-id",
@@ -57,7 +133,7 @@ pub fn table(settings: &RepoSettings, records: &[BackupRecord]) -> String {
     );
     let _ = writeln!(out, "{header}");
     let _ = writeln!(out, "{}", "-".repeat(header.len() + 12));
-    for r in records {
+    for (repository, r) in records {
         let status = match (&r.status, &r.error) {
             (BackupStatus::Finished, _) => "finished".to_owned(),
             (BackupStatus::Failed, Some(error)) => format!("failed: {error}"),
@@ -70,7 +146,7 @@ pub fn table(settings: &RepoSettings, records: &[BackupRecord]) -> String {
         let path = match r.kind {
             BackupKind::Restore => "n/a".to_owned(),
             BackupKind::Full | BackupKind::Differential | BackupKind::Incremental => {
-                format!("/{}/{}", settings.repository, catalog::backup_dir(&r.id))
+                format!("/{repository}/{}", catalog::backup_dir(&r.id))
             }
         };
         let _ = writeln!(
@@ -87,7 +163,6 @@ pub fn table(settings: &RepoSettings, records: &[BackupRecord]) -> String {
             path
         );
     }
-    out
 }
 
 #[cfg(test)]
@@ -145,7 +220,7 @@ mod tests {
         restore.finish_time = None;
         restore.timeline = Some(2);
         let records = [row("2023-01-01T10:00:00Z", BackupKind::Full), restore];
-        let text = table(&settings(), &records);
+        let text = table(&settings(), &records, &[]);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "Storage bucket name: bucket");
         assert_eq!(lines[1], "Backups base path: /pg/model.postgresql/");
@@ -178,5 +253,47 @@ mod tests {
                 "n/a"
             ]
         );
+    }
+
+    #[test]
+    fn other_clusters_backups_follow_with_their_repository_in_the_path() {
+        let own = [row("2023-01-01T10:00:00Z", BackupKind::Full)];
+        let owner = Owner {
+            system_identifier: "7".into(),
+            pg_version: 15,
+            model_uuid: "uuid-a".into(),
+            app: "postgresql".into(),
+        };
+        let others = [
+            Other {
+                name: "old.postgresql".into(),
+                owner: owner.clone(),
+                records: vec![row("2022-05-05T05:05:05Z", BackupKind::Full)],
+            },
+            Other {
+                name: "empty.postgresql".into(),
+                owner,
+                records: Vec::new(),
+            },
+        ];
+        let text = table(&settings(), &own, &others);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 13, "{text}");
+        assert_eq!(
+            lines[7],
+            "Backups of other clusters under /pg/ (restore one by its backup-id; their \
+             repositories are only read):"
+        );
+        assert_eq!(
+            lines[8],
+            "  old.postgresql: postgresql in model uuid-a, system identifier 7, PostgreSQL 15"
+        );
+        assert!(lines[10].starts_with("backup-id"), "{text}");
+        assert_eq!(
+            cells(lines[12]).last().copied(),
+            Some("/old.postgresql/backups/2022-05-05T05:05:05Z")
+        );
+        assert!(!text.contains("empty.postgresql"), "{text}");
+        assert_eq!(table(&settings(), &own, &others[1..]).lines().count(), 6);
     }
 }

@@ -3,6 +3,12 @@
 //! leader restores into its own unit beside the live data, recovers and
 //! promotes; the result comes once the restored primary accepts writes.
 //! The other units re-seed from it by themselves afterwards.
+//!
+//! A backup of another cluster under the same bucket and path (a
+//! migration) is restored the same way, read from that cluster's
+//! repository, which is never written to; this cluster goes on archiving
+//! into its own. See `backup::owner` for when a restore may take over a
+//! repository another cluster owns.
 
 use anyhow::{bail, Result};
 use chrono::{SecondsFormat, Utc};
@@ -12,8 +18,12 @@ use serde_json::json;
 use super::backups::repository;
 use crate::backup::catalog::{self, BackupKind, BackupRecord, BackupStatus};
 use crate::backup::lock::{self, Holder};
+use crate::backup::owner::{self, Owner, Succession};
 use crate::backup::pending;
-use crate::backup::target::{self, Plan, Target, TimelineChoice};
+use crate::backup::repo::Repo;
+use crate::backup::settings::RepoSettings;
+use crate::backup::siblings;
+use crate::backup::target::{self, Plan, Requested, Target, TimelineChoice};
 use crate::charm::archiving::runtime;
 use crate::charm::cluster;
 use crate::charm::restore::{check_ready, Restorer};
@@ -25,15 +35,21 @@ use crate::postgres::recovery::{Recovery, StopAt};
 struct Params {
     backup_id: Option<String>,
     restore_to_time: Option<String>,
+    #[serde(default)]
+    take_over_repository: bool,
 }
 
 pub fn run(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
     // What to restore to, as asked.
     let params: Params = action::params(tools)?;
-    let requested = target::requested(
-        params.backup_id.as_deref(),
-        params.restore_to_time.as_deref(),
-    )?;
+    let (from, backup_id) = match params.backup_id.as_deref() {
+        Some(given) => {
+            let (from, id) = siblings::qualified(given)?;
+            (from, Some(id))
+        }
+        None => (None, None),
+    };
+    let requested = target::requested(backup_id, params.restore_to_time.as_deref())?;
 
     // The leader coordinates; the repository must be there.
     if !tools.is_leader()? {
@@ -43,6 +59,16 @@ pub fn run(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
     let mut unit = Restorer::load(ctx, tools)?;
     check_ready(&unit)?;
     let rt = runtime()?;
+
+    // This cluster archives into its own repository afterwards: another
+    // cluster's only when the user hands it over.
+    let before = rt.block_on(owner::read(&repo))?;
+    check_succession(
+        before.as_ref(),
+        &unit.owner()?,
+        &settings,
+        params.take_over_repository,
+    )?;
 
     // What an S3 outage left owed to the repository, written first.
     let pending_dir = pending::dir(&unit.workload.server.layout.storage);
@@ -54,17 +80,33 @@ pub fn run(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
     // The archive brought up to now, so any time until now is reachable.
     unit.archive_now();
 
+    // Where the backup is: this cluster's repository, or another's.
+    let source = match (from, &requested) {
+        (Some(name), _) if name == settings.repository => None,
+        (Some(name), _) => Some(rt.block_on(siblings::named(&settings, name))?),
+        (None, Requested::Backup(id) | Requested::BackupAndTime(id, _)) => {
+            rt.block_on(siblings::holding(&settings, &repo, id))?
+        }
+        (None, _) => None,
+    };
+    let source_repo = source.as_ref().map_or(&repo, |s| &s.repo);
+
     // Which backup, which target, which timeline.
-    let records = rt.block_on(catalog::list(&repo))?;
-    let timelines = rt.block_on(target::timelines(&repo))?;
+    let records = rt.block_on(catalog::list(source_repo))?;
+    let timelines = rt.block_on(target::timelines(source_repo))?;
     let archive_end = match timelines.iter().max_by_key(|t| t.id) {
-        Some(newest) => rt.block_on(target::archive_end(&repo, newest))?,
+        Some(newest) => rt.block_on(target::archive_end(source_repo, newest))?,
         None => None,
     };
     let plan = target::plan(&records, &timelines, &requested, archive_end)?;
+    same_major(&plan, unit.workload.server.bin.major)?;
+    let shown_id = match &source {
+        Some(s) => format!("{}/{}", s.name, plan.backup.id),
+        None => plan.backup.id.clone(),
+    };
     action::log(
         tools,
-        &format!("restoring backup {} to {}", plan.backup.id, describe(&plan)),
+        &format!("restoring backup {shown_id} to {}", describe(&plan)),
     );
 
     // One backup or restore at a time across the cluster.
@@ -78,7 +120,8 @@ pub fn run(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
     let mut members: Vec<String> = unit.peers.members.keys().cloned().collect();
     members.push(ctx.unit.clone());
     rt.block_on(lock::acquire(&repo, &holder, &members))?;
-    let restored = restore(&mut unit, &rt, &repo, &settings, &plan);
+    let from = source.as_ref().map(|s| (&s.repo, &s.settings));
+    let restored = restore(&mut unit, &rt, (&repo, &settings), from, &plan);
     if let Err(err) = rt.block_on(lock::release(&repo, &holder)) {
         tracing::warn!("cannot release the backup lock: {err:#}");
     }
@@ -93,8 +136,16 @@ pub fn run(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
         }
     };
 
+    // The repository is this cluster's, whatever data it now has.
+    let now_owner = unit.owner()?;
+    if before.as_ref() != Some(&now_owner) {
+        if let Err(err) = rt.block_on(owner::transfer(&repo, &now_owner)) {
+            tracing::warn!("{err:#}");
+        }
+    }
+
     // The restore in the catalog, and the cluster told to follow it.
-    let record = restore_record(&id, &plan, timeline, &unit, started);
+    let record = restore_record(&id, &shown_id, &plan, timeline, &unit, started);
     if let Err(err) = rt.block_on(catalog::save(&repo, &record)) {
         tracing::warn!("cannot record the restore in the repository: {err:#}");
     }
@@ -105,7 +156,7 @@ pub fn run(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
         tools,
         &json!({
             "restore-status": "restored",
-            "backup-id": plan.backup.id,
+            "backup-id": shown_id,
             "target": describe(&plan),
             "reached": reached.unwrap_or_else(|| "the end of the backup".into()),
             "timeline": timeline,
@@ -116,11 +167,13 @@ pub fn run(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
 
 /// Fetch, fence, swap, recover, settle: the restore proper. Returns the new
 /// timeline and the commit time of the last transaction replayed.
+/// `own` is this cluster's repository; `from` another cluster's, when the
+/// backup is there.
 fn restore(
     unit: &mut Restorer<'_>,
     rt: &tokio::runtime::Runtime,
-    repo: &crate::backup::repo::Repo,
-    settings: &crate::backup::settings::RepoSettings,
+    own: (&Repo, &RepoSettings),
+    from: Option<(&Repo, &RepoSettings)>,
     plan: &Plan,
 ) -> Result<(u32, Option<String>)> {
     let tools = unit.tools;
@@ -131,13 +184,14 @@ fn restore(
     // The backup's files beside the live data, checked.
     status(&format!("restoring backup {}", plan.backup.id));
     action::log(tools, "fetching the backup's files");
+    let repo = from.map_or(own.0, |(repo, _)| repo);
     let incoming = unit.fetch(rt, repo, &plan.backup, &|line| action::log(tools, line))?;
     action::log(tools, "the files match the backup's manifest");
 
     // Writes stop on the primary; the restored data replays the archive.
     let fenced = unit.fence_primary()?;
     let recovery = Recovery {
-        restore_command: unit.use_repository(settings)?,
+        restore_command: unit.use_repository(own.1, from.map(|(_, settings)| settings))?,
         stop_at: match &plan.target {
             Target::BackupEnd => StopAt::Consistent,
             Target::Time(time) => StopAt::Time(target::pg_timestamp(time)),
@@ -150,7 +204,9 @@ fn restore(
     };
     action::log(tools, "recovering from the archive");
     let mut progress = |line: &str| action::log(tools, line);
-    let (old, outcome) = match unit.recover(&incoming, recovery, &mut progress) {
+    let recovered = unit.recover(&incoming, recovery, &mut progress);
+    unit.forget_source();
+    let (old, outcome) = match recovered {
         Ok(done) => done,
         Err(err) => {
             unit.unfence(fenced);
@@ -181,8 +237,53 @@ fn describe(plan: &Plan) -> String {
     }
 }
 
+/// Refuses a restore that would make this cluster the owner of a repository
+/// another cluster holds, unless the user said to take it over.
+fn check_succession(
+    before: Option<&Owner>,
+    me: &Owner,
+    settings: &RepoSettings,
+    take_over: bool,
+) -> Result<()> {
+    if let Succession::Held(holder) = owner::succession(before, me) {
+        if !take_over {
+            bail!(
+                "this cluster archives into the S3 repository {}, which belongs to another \
+                 cluster (system identifier {}, {} in model {}), and a restore would make this \
+                 cluster its owner: if that cluster is gone for good, run the restore again \
+                 with take-over-repository=true; otherwise deploy this cluster under another \
+                 application name, so that it has a repository of its own",
+                pending::location(settings),
+                holder.system_identifier,
+                holder.app,
+                holder.model_uuid
+            );
+        }
+        tracing::info!(
+            "taking over the repository of system {} ({} in model {}), as asked",
+            holder.system_identifier,
+            holder.app,
+            holder.model_uuid
+        );
+    }
+    Ok(())
+}
+
+/// Refuses a backup of another PostgreSQL major version.
+fn same_major(plan: &Plan, major: u32) -> Result<()> {
+    match plan.backup.pg_version {
+        Some(version) if version != major => bail!(
+            "backup {} was taken by PostgreSQL {version} and this cluster runs PostgreSQL \
+             {major}: restore it into a cluster of PostgreSQL {version}",
+            plan.backup.id
+        ),
+        _ => Ok(()),
+    }
+}
+
 fn restore_record(
     id: &str,
+    shown_id: &str,
     plan: &Plan,
     timeline: u32,
     unit: &Restorer<'_>,
@@ -191,7 +292,7 @@ fn restore_record(
     BackupRecord {
         id: id.to_owned(),
         kind: BackupKind::Restore,
-        reference: Some(plan.backup.id.clone()),
+        reference: Some(shown_id.to_owned()),
         status: BackupStatus::Finished,
         error: None,
         start_lsn: None,
@@ -238,5 +339,50 @@ mod tests {
             run_with(true, json!({"restore-to-time": "latest"})),
             "Relation with s3-integrator charm missing, cannot create/restore backup."
         );
+    }
+
+    #[test]
+    fn another_clusters_repository_needs_the_users_word_and_versions_must_match() {
+        let me = Owner {
+            system_identifier: "1".into(),
+            pg_version: 15,
+            model_uuid: "new-model".into(),
+            app: "postgresql".into(),
+        };
+        let gone = Owner {
+            model_uuid: "old-model".into(),
+            system_identifier: "9".into(),
+            ..me.clone()
+        };
+        let settings = crate::backup::settings::tests::sample();
+        let refused = check_succession(Some(&gone), &me, &settings, false).unwrap_err();
+        let text = format!("{refused:#}");
+        assert!(
+            text.contains("which belongs to another cluster (system identifier 9, postgresql in model old-model)")
+                && text.contains("take-over-repository=true"),
+            "{text}"
+        );
+        check_succession(Some(&gone), &me, &settings, true).unwrap();
+        check_succession(None, &me, &settings, false).unwrap();
+        let redeployed = Owner {
+            system_identifier: "9".into(),
+            ..me.clone()
+        };
+        check_succession(Some(&redeployed), &me, &settings, false).unwrap();
+
+        let mut backup =
+            crate::backup::catalog::tests::record("2026-11-22T10:00:00Z", BackupKind::Full, true);
+        backup.pg_version = Some(14);
+        let plan = Plan {
+            backup,
+            target: Target::BackupEnd,
+            timeline: TimelineChoice::Number(1),
+        };
+        assert_eq!(
+            format!("{:#}", same_major(&plan, 15).unwrap_err()),
+            "backup 2026-11-22T10:00:00Z was taken by PostgreSQL 14 and this cluster runs \
+             PostgreSQL 15: restore it into a cluster of PostgreSQL 14"
+        );
+        assert!(same_major(&plan, 14).is_ok());
     }
 }

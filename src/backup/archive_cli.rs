@@ -10,6 +10,11 @@
 //!   retries, or the file is corrupt, or the command is wrong: PostgreSQL
 //!   aborts recovery rather than promote on partial history.
 //!
+//! A restore from another cluster's repository reads WAL from there and
+//! gives wal-fetch `--history-from` this cluster's own repository: a
+//! timeline history file found in neither is not in the archive, so the
+//! timeline the restored server promotes to is new in both.
+//!
 //! Failures are one line on stderr, e.g. `wal-push: cannot archive <segment>:
 //! <reason>`; the settings' keys never appear in it.
 
@@ -40,7 +45,9 @@ pub fn dispatch(args: &[OsString]) -> Option<ExitCode> {
 }
 
 fn wal_push(args: &[OsString]) -> ExitCode {
-    let (settings, operands) = match parse(args, 1, "wal-push --settings FILE PATH") {
+    let (settings, operands) = match parse(args, 1, "wal-push --settings FILE PATH")
+        .and_then(|p| no_history_from(p, "wal-push"))
+    {
         Ok(parsed) => parsed,
         Err(err) => {
             eprintln!("wal-push: {err:#}");
@@ -63,7 +70,8 @@ fn wal_push(args: &[OsString]) -> ExitCode {
 }
 
 fn wal_fetch(args: &[OsString]) -> ExitCode {
-    let (settings, operands) = match parse(args, 2, "wal-fetch --settings FILE NAME PATH") {
+    let usage = "wal-fetch --settings FILE [--history-from FILE] NAME PATH";
+    let (settings, operands, history_from) = match parse(args, 2, usage) {
         Ok(parsed) => parsed,
         Err(err) => {
             eprintln!("wal-fetch: {err:#}");
@@ -72,8 +80,15 @@ fn wal_fetch(args: &[OsString]) -> ExitCode {
     };
     let name = operands[0].to_string_lossy().into_owned();
     let dest = PathBuf::from(&operands[1]);
-    let result = open(&settings)
-        .and_then(|repo| block_on(wal::fetch(&repo, &name, &dest, &Backoff::STANDARD)));
+    let result = block_on(async {
+        let found = wal::fetch(&open(&settings)?, &name, &dest, &Backoff::STANDARD).await?;
+        match history_from {
+            Some(other) if found == Fetched::NotFound && wal::is_history(&name) => {
+                wal::fetch(&open(&other)?, &name, &dest, &Backoff::STANDARD).await
+            }
+            _ => Ok(found),
+        }
+    });
     match result {
         Ok(Fetched::Found) => ExitCode::SUCCESS,
         Ok(Fetched::NotFound) => ExitCode::from(1),
@@ -84,20 +99,37 @@ fn wal_fetch(args: &[OsString]) -> ExitCode {
     }
 }
 
-/// `--settings FILE` (anywhere) and exactly `count` operands.
-fn parse(args: &[OsString], count: usize, usage: &str) -> Result<(PathBuf, Vec<OsString>)> {
+/// What the command line gave: the settings, the operands, and the
+/// repository consulted for history files the first one lacks.
+type Parsed = (PathBuf, Vec<OsString>, Option<PathBuf>);
+
+/// `--settings FILE` and `--history-from FILE` (anywhere) and exactly
+/// `count` operands.
+fn parse(args: &[OsString], count: usize, usage: &str) -> Result<Parsed> {
     let mut settings = None;
+    let mut history_from = None;
     let mut operands = Vec::new();
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
-        if arg == "--settings" {
-            let value = iter.next().context("--settings needs a file")?;
-            settings = Some(PathBuf::from(value));
-        } else if let Some(value) = arg.to_str().and_then(|a| a.strip_prefix("--settings=")) {
-            settings = Some(PathBuf::from(value));
-        } else {
-            operands.push(arg.clone());
-        }
+        let text = arg.to_str().unwrap_or_default();
+        let (slot, inline) = match text.split_once('=') {
+            Some(("--settings", value)) => (&mut settings, Some(value)),
+            Some(("--history-from", value)) => (&mut history_from, Some(value)),
+            _ if text == "--settings" => (&mut settings, None),
+            _ if text == "--history-from" => (&mut history_from, None),
+            _ => {
+                operands.push(arg.clone());
+                continue;
+            }
+        };
+        let value = match inline {
+            Some(value) => PathBuf::from(value),
+            None => PathBuf::from(
+                iter.next()
+                    .with_context(|| format!("{text} needs a file"))?,
+            ),
+        };
+        *slot = Some(value);
     }
     let Some(settings) = settings else {
         bail!("missing --settings; usage: {usage}");
@@ -108,7 +140,15 @@ fn parse(args: &[OsString], count: usize, usage: &str) -> Result<(PathBuf, Vec<O
             operands.len()
         );
     }
-    Ok((settings, operands))
+    Ok((settings, operands, history_from))
+}
+
+/// wal-push archives into one repository only.
+fn no_history_from(parsed: Parsed, command: &str) -> Result<(PathBuf, Vec<OsString>)> {
+    match parsed {
+        (_, _, Some(_)) => bail!("{command} takes no --history-from"),
+        (settings, operands, None) => Ok((settings, operands)),
+    }
 }
 
 /// The error's causes on one line, each said once: object_store's errors
@@ -153,12 +193,20 @@ mod tests {
 
     #[test]
     fn settings_and_operands_are_parsed_in_any_order() {
-        let (s, ops) = parse(&args(&["--settings", "/s.json", "pg_wal/x"]), 1, "u").unwrap();
+        let (s, ops, h) = parse(&args(&["--settings", "/s.json", "pg_wal/x"]), 1, "u").unwrap();
         assert_eq!(s, PathBuf::from("/s.json"));
         assert_eq!(ops, args(&["pg_wal/x"]));
-        let (s, ops) = parse(&args(&["a", "--settings=/t", "b"]), 2, "u").unwrap();
+        assert_eq!(h, None);
+        let (s, ops, h) = parse(
+            &args(&["a", "--settings=/t", "b", "--history-from", "/o"]),
+            2,
+            "u",
+        )
+        .unwrap();
         assert_eq!(s, PathBuf::from("/t"));
         assert_eq!(ops, args(&["a", "b"]));
+        assert_eq!(h, Some(PathBuf::from("/o")));
+        assert!(parse(&args(&["--settings", "/s", "a", "--history-from"]), 1, "u").is_err());
         assert!(parse(&args(&["pg_wal/x"]), 1, "u").is_err());
         assert!(parse(&args(&["--settings", "/s", "a", "b"]), 1, "u").is_err());
         assert!(parse(&args(&["--settings"]), 0, "u").is_err());

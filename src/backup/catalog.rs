@@ -276,12 +276,12 @@ pub fn reference_for(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use object_store::memory::InMemory;
     use std::sync::Arc;
 
-    fn record(id: &str, kind: BackupKind, finished: bool) -> BackupRecord {
+    pub fn record(id: &str, kind: BackupKind, finished: bool) -> BackupRecord {
         BackupRecord {
             kind,
             status: if finished {

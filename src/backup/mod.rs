@@ -14,6 +14,7 @@ pub mod pgmanifest;
 pub mod repo;
 pub mod restore;
 pub mod settings;
+pub mod siblings;
 pub mod target;
 pub mod upload;
 pub mod wal;

@@ -2,6 +2,14 @@
 //! writes into it (PostgreSQL system identifier and version, model, app).
 //! A cluster writes WAL or backups only into a repository it owns, so two
 //! clusters never mix their histories in one place.
+//!
+//! A cluster is the same only when all three agree: a new application of
+//! the same name, or a cluster restored from another's backup (which then
+//! has that cluster's system identifier), is not the owner. Ownership moves
+//! only through a restore ([`succession`]): to the application that owned
+//! it before under the same name in the same model (Juju names one
+//! application once per model, so the old one is gone), or when the user
+//! says so for any other owner; never on its own otherwise.
 
 use anyhow::{Context as _, Result};
 use object_store::path::Path as ObjectPath;
@@ -31,25 +39,73 @@ pub enum Ownership {
     Theirs(Owner),
 }
 
-/// Claims the repository for `me` when it has no owner; reports who owns it.
-pub async fn claim(repo: &Repo, me: &Owner) -> Result<Ownership> {
+impl Owner {
+    /// The same cluster: system identifier, model and application.
+    pub fn is(&self, other: &Owner) -> bool {
+        self.system_identifier == other.system_identifier
+            && self.model_uuid == other.model_uuid
+            && self.app == other.app
+    }
+
+    /// The same Juju application (perhaps with another system identifier,
+    /// after a restore or after being removed and deployed again).
+    pub fn same_application(&self, other: &Owner) -> bool {
+        self.model_uuid == other.model_uuid && self.app == other.app
+    }
+}
+
+/// Whether a restore may make this cluster the owner of the repository it
+/// archives into.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Succession {
+    /// Nobody owns it, or this application does: it may go ahead.
+    Free,
+    /// Another cluster owns it; only the user can hand it over.
+    Held(Owner),
+}
+
+/// The rule for a restore into a repository `current` owns (`None`: no owner).
+pub fn succession(current: Option<&Owner>, me: &Owner) -> Succession {
+    match current {
+        Some(owner) if !owner.same_application(me) => Succession::Held(owner.clone()),
+        _ => Succession::Free,
+    }
+}
+
+/// The repository's owner record, if it has one.
+pub async fn read(repo: &Repo) -> Result<Option<Owner>> {
     let path = ObjectPath::from(OWNER);
-    let current = match repo.store.get(&path).await {
+    match repo.store.get(&path).await {
         Ok(found) => {
             let bytes = found
                 .bytes()
                 .await
                 .context("cannot read the repository's owner")?;
-            Some(
-                serde_json::from_slice::<Owner>(&bytes)
-                    .context("the repository's owner record is not valid")?,
-            )
+            serde_json::from_slice::<Owner>(&bytes)
+                .map(Some)
+                .context("the repository's owner record is not valid")
         }
-        Err(object_store::Error::NotFound { .. }) => None,
-        Err(err) => return Err(err).context("cannot read the repository's owner"),
-    };
-    match current {
-        Some(owner) if owner.system_identifier == me.system_identifier => Ok(Ownership::Ours),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(err) => Err(err).context("cannot read the repository's owner"),
+    }
+}
+
+/// Records `me` as the owner, whoever owned it before (after a restore that
+/// [`succession`] allowed).
+pub async fn transfer(repo: &Repo, me: &Owner) -> Result<()> {
+    let body = serde_json::to_vec_pretty(me).context("cannot encode the owner record")?;
+    repo.store
+        .put(&ObjectPath::from(OWNER), body.into())
+        .await
+        .context("cannot record the repository's new owner")?;
+    Ok(())
+}
+
+/// Claims the repository for `me` when it has no owner; reports who owns it.
+pub async fn claim(repo: &Repo, me: &Owner) -> Result<Ownership> {
+    let path = ObjectPath::from(OWNER);
+    match read(repo).await? {
+        Some(owner) if owner.is(me) => Ok(Ownership::Ours),
         Some(owner) => Ok(Ownership::Theirs(owner)),
         None => {
             let body = serde_json::to_vec_pretty(me).context("cannot encode the owner record")?;
@@ -68,10 +124,16 @@ pub async fn claim(repo: &Repo, me: &Owner) -> Result<Ownership> {
 }
 
 /// The blocked-status message for a repository owned by another cluster.
-pub fn foreign_message(owner: &Owner, location: &str) -> String {
+pub fn foreign_message(owner: &Owner, me: &Owner, location: &str) -> String {
+    let restore = match succession(Some(owner), me) {
+        Succession::Free => "or restore one of its backups",
+        Succession::Held(_) => {
+            "or, if that cluster is gone, restore one of its backups with take-over-repository=true"
+        }
+    };
     format!(
         "the S3 repository {location} has backups from another cluster (system identifier {}, {} in model {}): \
-         use another bucket or path for this cluster, or restore from it",
+         use another bucket or path for this cluster, {restore}",
         owner.system_identifier, owner.app, owner.model_uuid
     )
 }
@@ -100,8 +162,41 @@ mod tests {
             claim(&repo, &owner("2")).await.unwrap(),
             Ownership::Theirs(owner("1"))
         );
+        let message = foreign_message(&owner("1"), &owner("2"), "b/p");
+        assert!(message.contains("another cluster (system identifier 1"));
         assert!(
-            foreign_message(&owner("1"), "b/p").contains("another cluster (system identifier 1")
+            message.ends_with("or restore one of its backups"),
+            "{message}"
         );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_restored_cluster_is_another_cluster_until_ownership_moves() {
+        let repo = Repo::new(Arc::new(InMemory::new()));
+        let elsewhere = Owner {
+            model_uuid: "other-model".into(),
+            ..owner("1")
+        };
+        claim(&repo, &elsewhere).await.unwrap();
+
+        // Same system identifier (restored from its backup), another model.
+        assert_eq!(
+            claim(&repo, &owner("1")).await.unwrap(),
+            Ownership::Theirs(elsewhere.clone())
+        );
+        assert_eq!(
+            succession(Some(&elsewhere), &owner("1")),
+            Succession::Held(elsewhere.clone())
+        );
+        assert!(foreign_message(&elsewhere, &owner("1"), "b/p")
+            .ends_with("restore one of its backups with take-over-repository=true"));
+
+        // The same application under its name in the same model may take it.
+        assert_eq!(succession(Some(&owner("7")), &owner("1")), Succession::Free);
+        assert_eq!(succession(None, &owner("1")), Succession::Free);
+
+        transfer(&repo, &owner("1")).await.unwrap();
+        assert_eq!(claim(&repo, &owner("1")).await.unwrap(), Ownership::Ours);
+        assert_eq!(read(&repo).await.unwrap(), Some(owner("1")));
     }
 }

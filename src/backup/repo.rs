@@ -63,42 +63,58 @@ impl Repo {
 
     /// Opens the S3 repository the settings describe.
     pub fn open(settings: &RepoSettings) -> Result<Self> {
-        let mut options =
-            ClientOptions::new().with_allow_http(settings.endpoint.starts_with("http://"));
-        for pem in &settings.tls_ca_chain {
-            let certs = object_store::Certificate::from_pem_bundle(pem.as_bytes())
-                .context("the S3 CA chain (tls-ca-chain) is not valid PEM")?;
-            for cert in certs {
-                options = options.with_root_certificate(cert);
-            }
-        }
-        if let Some(class) = &settings.storage_class {
-            let mut headers = http::HeaderMap::new();
-            let value = class
-                .parse()
-                .context("the S3 storage class is not a valid header value")?;
-            headers.insert("x-amz-storage-class", value);
-            options = options.with_default_headers(headers);
-        }
-        let s3 = AmazonS3Builder::new()
-            .with_endpoint(&settings.endpoint)
-            .with_bucket_name(&settings.bucket)
-            .with_region(settings.region.as_deref().unwrap_or("us-east-1"))
-            .with_access_key_id(&settings.access_key)
-            .with_secret_access_key(&settings.secret_key)
-            .with_virtual_hosted_style_request(settings.uri_style == UriStyle::Host)
-            .with_client_options(options)
-            // Callers retry on their own terms (wal-fetch, actions): fail fast.
-            .with_retry(object_store::RetryConfig {
-                max_retries: 3,
-                retry_timeout: std::time::Duration::from_secs(30),
-                ..Default::default()
-            })
-            .build()
-            .context("cannot set up the S3 client from the relation's settings")?;
-        let scoped = PrefixStore::new(s3, settings.prefix());
+        let scoped = PrefixStore::new(client(settings)?, settings.prefix());
         Ok(Self {
             store: Arc::new(scoped),
         })
     }
+
+    /// The relation's path in the bucket, where every cluster's repository
+    /// is a directory (read-only use: listing the other repositories).
+    pub fn open_path(settings: &RepoSettings) -> Result<Self> {
+        let path = settings.path.trim_matches('/');
+        let store: Arc<dyn ObjectStore> = if path.is_empty() {
+            Arc::new(client(settings)?)
+        } else {
+            Arc::new(PrefixStore::new(client(settings)?, path))
+        };
+        Ok(Self { store })
+    }
+}
+
+/// The S3 client for the relation's endpoint, bucket and keys.
+fn client(settings: &RepoSettings) -> Result<object_store::aws::AmazonS3> {
+    let mut options =
+        ClientOptions::new().with_allow_http(settings.endpoint.starts_with("http://"));
+    for pem in &settings.tls_ca_chain {
+        let certs = object_store::Certificate::from_pem_bundle(pem.as_bytes())
+            .context("the S3 CA chain (tls-ca-chain) is not valid PEM")?;
+        for cert in certs {
+            options = options.with_root_certificate(cert);
+        }
+    }
+    if let Some(class) = &settings.storage_class {
+        let mut headers = http::HeaderMap::new();
+        let value = class
+            .parse()
+            .context("the S3 storage class is not a valid header value")?;
+        headers.insert("x-amz-storage-class", value);
+        options = options.with_default_headers(headers);
+    }
+    AmazonS3Builder::new()
+        .with_endpoint(&settings.endpoint)
+        .with_bucket_name(&settings.bucket)
+        .with_region(settings.region.as_deref().unwrap_or("us-east-1"))
+        .with_access_key_id(&settings.access_key)
+        .with_secret_access_key(&settings.secret_key)
+        .with_virtual_hosted_style_request(settings.uri_style == UriStyle::Host)
+        .with_client_options(options)
+        // Callers retry on their own terms (wal-fetch, actions): fail fast.
+        .with_retry(object_store::RetryConfig {
+            max_retries: 3,
+            retry_timeout: std::time::Duration::from_secs(30),
+            ..Default::default()
+        })
+        .build()
+        .context("cannot set up the S3 client from the relation's settings")
 }

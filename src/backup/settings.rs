@@ -89,7 +89,7 @@ impl RepoSettings {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub fn sample() -> RepoSettings {

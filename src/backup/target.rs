@@ -469,7 +469,7 @@ fn plan_at(
                 );
             }
             let live = live_at(&timelines, *t).context("no timeline is known")?;
-            if !on_line(backup, live) {
+            if !on_line(records, backup, live) {
                 bail!(
                     "backup {id} is on timeline {}, which is not on the line of timeline {}, \
                      the one live at {}: choose a backup of timeline {}'s line, or \
@@ -620,7 +620,7 @@ fn latest_on_line<'a>(
 ) -> Option<&'a BackupRecord> {
     records
         .iter()
-        .filter(|r| r.is_finished_backup() && on_line(r, line))
+        .filter(|r| r.is_finished_backup() && on_line(records, r, line))
         .filter_map(|r| Some((ended(r)?, r)))
         .filter(|(end, _)| by.is_none_or(|by| *end <= by))
         .max_by(|(a, ra), (b, rb)| (a, &ra.id).cmp(&(b, &rb.id)))
@@ -628,13 +628,20 @@ fn latest_on_line<'a>(
 }
 
 /// Whether recovery can go from `backup` along `line`: the backup is on the
-/// line's own timeline, or on an ancestor and ended before the line left it.
-fn on_line(backup: &BackupRecord, line: &Timeline) -> bool {
+/// line's own timeline, or on an ancestor and ended before the line left it
+/// (and is of the same cluster: after a restore from another cluster's
+/// backup, timeline 1 of this repository is not the new timeline's parent).
+fn on_line(records: &[BackupRecord], backup: &BackupRecord, line: &Timeline) -> bool {
     let Some(tli) = backup.timeline else {
         return false;
     };
     if tli == line.id {
         return true;
+    }
+    if let (Some(theirs), Some(ours)) = (lineage(records, line.id), &backup.system_identifier) {
+        if theirs != ours {
+            return false;
+        }
     }
     let Some(&(_, switch)) = line.parents.iter().find(|(p, _)| *p == tli) else {
         return false;
@@ -644,6 +651,20 @@ fn on_line(backup: &BackupRecord, line: &Timeline) -> bool {
         .as_deref()
         .and_then(|lsn| parse_lsn(lsn).ok())
         .is_some_and(|stop| stop <= switch)
+}
+
+/// The system identifier of the cluster whose history `timeline` is: that of
+/// the backup the restore which created it restored, else that of the
+/// backups taken on it; `None` when the catalog does not say.
+fn lineage(records: &[BackupRecord], timeline: u32) -> Option<&str> {
+    let on = |r: &&BackupRecord| r.is_finished() && r.timeline == Some(timeline);
+    let creator = records
+        .iter()
+        .filter(on)
+        .find(|r| r.kind == BackupKind::Restore);
+    creator
+        .or_else(|| records.iter().filter(on).find(|r| r.kind.is_backup()))
+        .and_then(|r| r.system_identifier.as_deref())
 }
 
 /// The row `id` names, or the anchor's message.

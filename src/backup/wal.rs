@@ -67,6 +67,12 @@ impl Backoff {
     }
 }
 
+/// Whether `name` is a timeline history file (`<timeline>.history`).
+pub fn is_history(name: &str) -> bool {
+    name.strip_suffix(".history")
+        .is_some_and(|t| t.len() == 8 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// Where the objects for the WAL file `name` live; refuses any name that is
 /// not one PostgreSQL archives (so no name can reach outside `wal/`).
 fn directory(name: &str) -> Result<Path> {
@@ -274,10 +280,19 @@ pub fn archive_command(charm_bin: &FsPath, settings: &FsPath) -> String {
     )
 }
 
-/// restore_command: `'<bin>' wal-fetch --settings '<file>' %f %p`.
-pub fn restore_command(charm_bin: &FsPath, settings: &FsPath) -> String {
+/// restore_command: `'<bin>' wal-fetch --settings '<file>' %f %p`, with
+/// `--history-from '<file>'` when history files are also looked up in a
+/// second repository.
+pub fn restore_command(
+    charm_bin: &FsPath,
+    settings: &FsPath,
+    history_from: Option<&FsPath>,
+) -> String {
+    let also = history_from
+        .map(|file| format!(" --history-from {}", shell_word(file)))
+        .unwrap_or_default();
     format!(
-        "{} wal-fetch --settings {} %f %p",
+        "{} wal-fetch --settings {}{also} %f %p",
         shell_word(charm_bin),
         shell_word(settings)
     )
@@ -690,7 +705,18 @@ mod tests {
             "'/var/lib/juju/agents/unit-postgresql-0/charm/bin/postgresql-charm' wal-push \
              --settings '/var/snap/it'\\''s 100%%/repository.json' %p"
         );
-        let cmd = restore_command(FsPath::new("/bin/charm"), FsPath::new("/s.json"));
+        let cmd = restore_command(FsPath::new("/bin/charm"), FsPath::new("/s.json"), None);
         assert_eq!(cmd, "'/bin/charm' wal-fetch --settings '/s.json' %f %p");
+        let cmd = restore_command(
+            FsPath::new("/bin/charm"),
+            FsPath::new("/s.json"),
+            Some(FsPath::new("/own.json")),
+        );
+        assert_eq!(
+            cmd,
+            "'/bin/charm' wal-fetch --settings '/s.json' --history-from '/own.json' %f %p"
+        );
+        assert!(is_history("0000000A.history") && !is_history("0000000A.history.partial"));
+        assert!(!is_history("000000010000000000000001"));
     }
 }

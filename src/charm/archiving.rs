@@ -69,7 +69,7 @@ pub fn check(ctx: &Context, server: &Server, s3: &S3State) -> Result<Option<Stri
                 .write_file(&verified_path(server), fingerprint.as_bytes(), 0o600)?;
             Ok(None)
         }
-        Ok(Ownership::Theirs(owner)) => Ok(Some(owner::foreign_message(&owner, &location))),
+        Ok(Ownership::Theirs(owner)) => Ok(Some(owner::foreign_message(&owner, &me, &location))),
         Err(err) => Ok(Some(format!(
             "cannot use the S3 repository {location} at {}: {}; check the s3-integrator settings",
             settings.endpoint,

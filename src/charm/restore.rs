@@ -18,6 +18,7 @@ use super::passwords::{self, Passwords, SystemUser};
 use super::peers::{PeerAppData, PeerUnitData, Peers};
 use super::workload::Workload;
 use crate::backup::catalog::BackupRecord;
+use crate::backup::owner::Owner;
 use crate::backup::repo::Repo;
 use crate::backup::settings::RepoSettings;
 use crate::backup::{restore as files, wal};
@@ -181,13 +182,50 @@ impl<'a> Restorer<'a> {
     /// archive program written where the server's user reads them, WAL
     /// archived there from the moment the restored server promotes (its
     /// new timeline's history file first); returns the restore_command.
-    pub fn use_repository(&mut self, settings: &RepoSettings) -> Result<String> {
+    /// With `source` (another cluster's repository) WAL is read from there,
+    /// and history files also from this cluster's own repository.
+    pub fn use_repository(
+        &mut self,
+        settings: &RepoSettings,
+        source: Option<&RepoSettings>,
+    ) -> Result<String> {
         let server = &self.workload.server;
         let settings_file = archiving::settings_path(server);
         settings.save(&settings_file, &server.user)?;
         let bin = archiving::install_archiver(self.ctx, server)?;
         self.workload.archive_command = Some(wal::archive_command(&bin, &settings_file));
-        Ok(wal::restore_command(&bin, &settings_file))
+        let Some(source) = source else {
+            return Ok(wal::restore_command(&bin, &settings_file, None));
+        };
+        let source_file = source_settings_path(self);
+        source.save(&source_file, &server.user)?;
+        Ok(wal::restore_command(
+            &bin,
+            &source_file,
+            Some(&settings_file),
+        ))
+    }
+
+    /// Removes the source repository's settings once recovery is over.
+    pub fn forget_source(&self) {
+        let path = source_settings_path(self);
+        if let Err(err) = std::fs::remove_file(&path) {
+            if err.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!("cannot remove {}: {err}", path.display());
+            }
+        }
+    }
+
+    /// This cluster as a repository's owner, with the system identifier its
+    /// data has now.
+    pub fn owner(&self) -> Result<Owner> {
+        let server = &self.workload.server;
+        Ok(Owner {
+            system_identifier: server.system_identifier()?,
+            pg_version: server.bin.major,
+            model_uuid: self.ctx.model_uuid.clone(),
+            app: self.ctx.app.clone(),
+        })
     }
 
     /// After promotion: this cluster's passwords for the system users
@@ -215,6 +253,16 @@ impl<'a> Restorer<'a> {
         };
         self.peers.save_mine(self.tools, mine)
     }
+}
+
+/// Where the settings of another cluster's repository are kept while this
+/// unit recovers from it.
+fn source_settings_path(r: &Restorer<'_>) -> PathBuf {
+    r.workload
+        .server
+        .layout
+        .storage
+        .join("s3-restore-source.json")
 }
 
 /// `pg_verifybackup` on a restored directory, against the manifest in it;

@@ -78,6 +78,8 @@ fn must(cmd: &mut Command, what: &str) {
 pub struct Model {
     dir: tempfile::TempDir,
     bin: PathBuf,
+    /// The name juju-local gives the model when it creates it.
+    name: Option<String>,
 }
 
 impl Model {
@@ -90,7 +92,18 @@ impl Model {
             .unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        Self { dir, bin }
+        Self {
+            dir,
+            bin,
+            name: None,
+        }
+    }
+
+    /// A new model that juju-local names `name` rather than `local`.
+    pub fn named(name: &str) -> Self {
+        let mut model = Self::new();
+        model.name = Some(name.to_owned());
+        model
     }
 
     pub fn dir(&self) -> &Path {
@@ -99,11 +112,14 @@ impl Model {
 
     /// Runs `juju-local <args>` against this model.
     pub fn juju(&self, args: &[&str]) -> Output {
-        Command::new(&self.bin)
+        let mut command = Command::new(&self.bin);
+        command
             .args(args)
-            .env("JUJU_LOCAL_MODEL", self.dir.path().join("model"))
-            .output()
-            .expect("juju-local runs")
+            .env("JUJU_LOCAL_MODEL", self.dir.path().join("model"));
+        if let Some(name) = &self.name {
+            command.env("JUJU_LOCAL_MODEL_NAME", name);
+        }
+        command.output().expect("juju-local runs")
     }
 
     /// Runs `juju-local <args>`, which must succeed; returns its stdout.
@@ -187,6 +203,52 @@ pub fn storage(model: &Model, unit: &str) -> PathBuf {
         .next()
         .expect("a storage")
         .path()
+}
+
+/// Waits until `units` units of `app` are active, nudging them with
+/// update-status (hooks run only when something happens).
+pub fn settled(model: &Model, app: &str, units: usize, limit: std::time::Duration) {
+    let started = std::time::Instant::now();
+    loop {
+        let status = model.status();
+        let all = status["applications"][app]["units"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        let active = all
+            .values()
+            .filter(|u| u["workload-status"]["current"] == "active")
+            .count();
+        if all.len() == units && active == units {
+            return;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{app} did not settle on {units} active units: {status:#}"
+        );
+        let _ = model.juju(&["run-hook", app, "update-status"]);
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
+/// The operator password, from `app`'s leader.
+pub fn password(model: &Model, app: &str) -> String {
+    let task = model.run_action(&format!("{app}/leader"), "get-password", &[]);
+    task["results"]["password"]
+        .as_str()
+        .unwrap_or_else(|| panic!("get-password: {task:#}"))
+        .to_owned()
+}
+
+/// Takes a backup of `kind` on `unit`; returns its id.
+pub fn backup(model: &Model, unit: &str, kind: &str) -> String {
+    // Backup ids are whole seconds.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let started = std::time::Instant::now();
+    let task = model.run_action(unit, "create-backup", &[&format!("type={kind}")]);
+    eprintln!("{kind} backup: {:?}", started.elapsed());
+    assert_eq!(task["status"], "completed", "{kind} backup: {task:#}");
+    task["results"]["backup-id"].as_str().unwrap().to_owned()
 }
 
 /// Waits until `check` holds, for at most 30 s.

@@ -62,9 +62,11 @@ pub fn deploy(dir: &Path, args: &[String]) -> Result<i32> {
     let mut model = if md.exists() {
         md.load()?
     } else {
+        let name = crate::model::new_model_name()?;
         let octet = crate::net::reserve(&md.root)?;
         let m = Model {
             uuid: new_uuid(),
+            name,
             octet,
             ..Default::default()
         };

@@ -115,7 +115,7 @@ fn to_json(md: &ModelDir, model: &Model) -> Value {
         })
         .collect();
     json!({
-        "model": {"name": "local", "type": "iaas", "version": "3.6.0", "model-uuid": model.uuid, "directory": md.root.display().to_string()},
+        "model": {"name": model.name, "type": "iaas", "version": "3.6.0", "model-uuid": model.uuid, "directory": md.root.display().to_string()},
         "applications": apps,
         "relations": relations,
     })

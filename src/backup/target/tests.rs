@@ -351,6 +351,51 @@ fn after_the_restore_a_time_follows_the_new_timeline_from_a_backup_before_the_sw
 }
 
 #[test]
+fn after_a_migration_the_new_timeline_does_not_follow_the_old_cluster() {
+    // Timeline 2 came from restoring another cluster's backup (system 7):
+    // this repository's timeline 1 (system 42) is not its past, whatever
+    // the history file says.
+    let (mut records, timelines) = history();
+    records[2].system_identifier = Some("7".into());
+    let plan = plan_at(
+        &records,
+        &timelines,
+        &time("2026-01-01T15:00:00Z"),
+        None,
+        now(),
+    );
+    assert!(message(plan)
+        .contains("no finished backup that ended by then is on the line of timeline 2"),);
+    // After C (system 7 too, taken on timeline 2) it is the base.
+    records[3].system_identifier = Some("7".into());
+    let plan = plan_at(
+        &records,
+        &timelines,
+        &time("2026-01-01T17:00:00Z"),
+        None,
+        now(),
+    );
+    assert_eq!(plan.unwrap().backup.id, C);
+    // Before the restore, timeline 1 is this cluster's own past.
+    let plan = plan_at(
+        &records,
+        &timelines,
+        &time("2026-01-01T13:00:00Z"),
+        None,
+        now(),
+    );
+    assert_eq!(plan.unwrap().backup.id, B);
+    let plan = plan_at(
+        &records,
+        &timelines,
+        &both(A, "2026-01-01T15:00:00Z"),
+        None,
+        now(),
+    );
+    assert!(message(plan).contains("not on the line of timeline 2"));
+}
+
+#[test]
 fn a_backup_ends_by_the_second_its_record_says() {
     let plan = plan_for(&time("2026-01-01T10:00:00Z")).unwrap();
     assert_eq!(plan.backup.id, A);
