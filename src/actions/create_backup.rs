@@ -5,9 +5,10 @@ use anyhow::{bail, Context as _, Result};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::backups::repository;
+use super::backups::{self, repository};
 use crate::backup::catalog::{self, BackupKind};
 use crate::backup::engine::{self, Request};
+use crate::backup::expire;
 use crate::backup::lock::{self, Holder};
 use crate::backup::outage;
 use crate::backup::pending::{self, Note};
@@ -114,6 +115,12 @@ fn create(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
         progress: &progress,
     };
     let taken = engine::take(&rt, &repo, &db, &request);
+
+    // Retention, still under the lock: what the policy lets go now.
+    let expiry = taken.is_ok().then(|| {
+        backups::policy(tools, &config)
+            .and_then(|policy| rt.block_on(expire::apply(&repo, policy, chrono::Utc::now())))
+    });
     let released = rt.block_on(lock::release(&repo, &holder));
     let _ = cluster::update_status(ctx, tools);
 
@@ -149,8 +156,17 @@ fn create(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
     }
     tracing::info!("backup {} created in {}", record.id, settings.bucket);
 
-    action::set_results(
-        tools,
-        &json!({ "backup-status": "backup created", "backup-id": record.id }),
-    )
+    let mut results = json!({ "backup-status": "backup created", "backup-id": record.id });
+    match expiry {
+        Some(Ok(expired)) if !expired.backups.is_empty() => {
+            results["expired-backups"] = expired.backups.join(", ").into();
+        }
+        Some(Err(err)) => {
+            let err = outage::explain(err);
+            tracing::warn!("retention after backup {id}: {err:#}");
+            results["retention-error"] = format!("{err:#}").into();
+        }
+        _ => {}
+    }
+    action::set_results(tools, &results)
 }

@@ -2,6 +2,8 @@
 
 mod backups;
 mod create_backup;
+mod delete_backup;
+mod expire_backups;
 mod get_password;
 mod get_primary;
 mod list_backups;
@@ -21,6 +23,8 @@ pub fn run(ctx: &Context, tools: &dyn HookTools, action: &Action) -> Result<()> 
         Action::GetPrimary => get_primary::run(ctx, tools),
         Action::CreateBackup => create_backup::run(ctx, tools),
         Action::ListBackups => list_backups::run(ctx, tools),
+        Action::DeleteBackup => delete_backup::run(ctx, tools),
+        Action::ExpireBackups => expire_backups::run(ctx, tools),
         Action::Restore => restore::run(ctx, tools),
         Action::Unknown(name) => bail!("this charm has no action {name:?}: see actions.yaml"),
     }

@@ -6,6 +6,7 @@ pub mod archive_cli;
 pub mod catalog;
 pub mod codec;
 pub mod engine;
+pub mod expire;
 pub mod lock;
 pub mod outage;
 pub mod owner;

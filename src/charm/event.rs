@@ -52,6 +52,8 @@ pub enum SecretEvent {
 pub enum Action {
     CreateBackup,
     ListBackups,
+    DeleteBackup,
+    ExpireBackups,
     Restore,
     GetPrimary,
     GetPassword,
@@ -86,6 +88,8 @@ impl Event {
             return Self::Action(match name {
                 "create-backup" => Action::CreateBackup,
                 "list-backups" => Action::ListBackups,
+                "delete-backup" => Action::DeleteBackup,
+                "expire-backups" => Action::ExpireBackups,
                 "restore" => Action::Restore,
                 "get-primary" => Action::GetPrimary,
                 "get-password" => Action::GetPassword,

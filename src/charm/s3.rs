@@ -41,6 +41,7 @@ struct ProviderBag {
     storage_class: Option<String>,
     tls_ca_chain: Option<String>,
     secret_extra: Option<String>,
+    delete_older_than_days: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -133,6 +134,34 @@ pub fn load(ctx: &Context, tools: &dyn HookTools, leader: bool) -> Result<S3Stat
         secret_key: secret_key.unwrap_or_default(),
         repository: format!("{}.{}", ctx.model_name, ctx.app),
     })))
+}
+
+/// The provider's `delete-older-than-days`, when it sets a valid one (its
+/// default, 9999999, keeps everything for as long as it matters).
+pub fn delete_older_than_days(tools: &dyn HookTools) -> Result<Option<u32>> {
+    let Some(relation) = tools
+        .relation_ids(S3_ENDPOINT)
+        .context("cannot list the s3-parameters relations")?
+        .into_iter()
+        .next()
+    else {
+        return Ok(None);
+    };
+    let provider = tools.relation_remote_app(&relation)?;
+    let raw = tools.relation_get(&relation, Bag::App(&provider))?;
+    let bag: ProviderBag =
+        databag::decode(&raw).context("the s3-parameters databag is not valid")?;
+    match clean(&bag.delete_older_than_days) {
+        None => Ok(None),
+        Some(text) => match text.parse::<u32>() {
+            Ok(days) if days > 0 => Ok(Some(days)),
+            _ => anyhow::bail!(
+                "the s3-parameters relation's delete-older-than-days {text:?} is not a whole \
+                 number of days: fix it in the s3-integrator's config, or set \
+                 backup-retention-days"
+            ),
+        },
+    }
 }
 
 /// Track 2: ask for the credentials as a secret (harmless to track 1).
