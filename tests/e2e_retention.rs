@@ -5,7 +5,8 @@
 //! server's directory, and a point in time inside the window still
 //! restores with every row committed by then. delete-backup of a full with
 //! an incremental on it is refused and changes nothing, then removes both
-//! when asked.
+//! when asked. verify-backup passes on what is left, then names the object
+//! with one byte flipped, and the WAL segment removed.
 
 mod support;
 
@@ -65,7 +66,7 @@ fn now(db: &Db) -> String {
 }
 
 #[test]
-fn two_full_backups_kept_over_four_chains_and_delete_backup_with_dependants() {
+fn two_full_backups_kept_over_four_chains_delete_backup_and_verify_backup() {
     let model = &Model::new();
     model.ok(&[
         "deploy",
@@ -200,4 +201,77 @@ fn two_full_backups_kept_over_four_chains_and_delete_backup_with_dependants() {
         task["message"],
         "Invalid backup-id: 2020-01-01T00:00:00Z (no backup has this id; list-backups shows them)"
     );
+
+    // verify-backup: the chain left passes.
+    let (full, incremental) = &chains[2];
+    let task = model.run_action("postgresql/0", "verify-backup", &[]);
+    assert_eq!(task["status"], "completed", "{task:#}");
+    let verified = task["results"]["verified"].as_str().unwrap().to_owned();
+    assert!(
+        verified.starts_with(&format!("{full}: ok ("))
+            && verified.contains(&format!("\n{incremental}: ok (")),
+        "{verified}"
+    );
+
+    // One byte of the full's largest object flipped: named.
+    let data = repository.join("backups").join(full).join("data");
+    let mut files = Vec::new();
+    let mut stack = vec![data.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            if entry.path().is_dir() {
+                stack.push(entry.path());
+            } else {
+                files.push((entry.metadata().unwrap().len(), entry.path()));
+            }
+        }
+    }
+    let (_, largest) = files.into_iter().max().unwrap();
+    let original = std::fs::read(&largest).unwrap();
+    let mut flipped = original.clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 0x40;
+    std::fs::write(&largest, &flipped).unwrap();
+    let key = largest
+        .strip_prefix(&repository)
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let task = model.run_action(
+        "postgresql/0",
+        "verify-backup",
+        &[&format!("backup-id={full}")],
+    );
+    assert_eq!(task["status"], "failed", "{task:#}");
+    let message = task["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(&format!("verification failed: {full}: FAILED: {key}")),
+        "{message}"
+    );
+    std::fs::write(&largest, &original).unwrap();
+
+    // A WAL segment the incremental needs, removed: named.
+    let first = first_segment(&repository, incremental);
+    let dir = repository.join("wal").join(&first[..16]);
+    let object = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .find(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("{first}-"))
+        })
+        .unwrap()
+        .path();
+    std::fs::remove_file(&object).unwrap();
+    let task = model.run_action("postgresql/0", "verify-backup", &[]);
+    assert_eq!(task["status"], "failed", "{task:#}");
+    let message = task["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!(
+            "{incremental}: FAILED: WAL segment {first} is not in the archive"
+        )),
+        "{message}"
+    );
+    assert!(!message.contains(&format!("{full}: FAILED")), "{message}");
 }

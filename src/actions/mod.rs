@@ -9,6 +9,7 @@ mod get_primary;
 mod list_backups;
 mod restore;
 mod set_password;
+mod verify_backup;
 
 use anyhow::{bail, Result};
 
@@ -25,6 +26,7 @@ pub fn run(ctx: &Context, tools: &dyn HookTools, action: &Action) -> Result<()> 
         Action::ListBackups => list_backups::run(ctx, tools),
         Action::DeleteBackup => delete_backup::run(ctx, tools),
         Action::ExpireBackups => expire_backups::run(ctx, tools),
+        Action::VerifyBackup => verify_backup::run(ctx, tools),
         Action::Restore => restore::run(ctx, tools),
         Action::Unknown(name) => bail!("this charm has no action {name:?}: see actions.yaml"),
     }

@@ -18,5 +18,6 @@ pub mod settings;
 pub mod siblings;
 pub mod target;
 pub mod upload;
+pub mod verify;
 pub mod wal;
 pub mod walk;
