@@ -9,6 +9,7 @@ pub mod engine;
 pub mod expire;
 pub mod lock;
 pub mod outage;
+pub mod pages;
 pub mod owner;
 pub mod pending;
 pub mod pgmanifest;
