@@ -6,7 +6,8 @@
 //! restores with every row committed by then. delete-backup of a full with
 //! an incremental on it is refused and changes nothing, then removes both
 //! when asked. verify-backup passes on what is left, then names the object
-//! with one byte flipped, and the WAL segment removed.
+//! with one byte flipped, and the WAL segment removed. A page corrupted on
+//! disk is named, with its block, by the next backup, which warns.
 
 mod support;
 
@@ -274,4 +275,44 @@ fn two_full_backups_kept_over_four_chains_delete_backup_and_verify_backup() {
         "{message}"
     );
     assert!(!message.contains(&format!("{full}: FAILED")), "{message}");
+
+    // A page corrupted on disk under a running server: the backup warns,
+    // naming the file and the block, and records it.
+    let db = Db::remote(address(model, "postgresql/0"), "operator", &operator).unwrap();
+    db.execute(
+        "CREATE TABLE damaged AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 1000) g;
+         CHECKPOINT;",
+    )
+    .unwrap();
+    let relation = db
+        .query_text("SELECT pg_relation_filepath('damaged')")
+        .unwrap();
+    let file = support::storage(model, "postgresql/0")
+        .join("data")
+        .join(&relation);
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[8192 + 5000] ^= 0x55;
+    std::fs::write(&file, &bytes).unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    let task = model.run_action("postgresql/0", "create-backup", &["type=full"]);
+    assert_eq!(task["status"], "completed", "{task:#}");
+    let warning = task["results"]["warnings"].as_str().unwrap_or_default();
+    assert!(
+        warning.starts_with(&format!(
+            "WARNING: page checksum failures in 1 file(s): {relation} (blocks 1)"
+        )),
+        "{task:#}"
+    );
+    let id = task["results"]["backup-id"].as_str().unwrap();
+    let record: Value = serde_json::from_slice(
+        &std::fs::read(repository.join("backups").join(id).join("record.json")).unwrap(),
+    )
+    .unwrap();
+    let damaged = record["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == relation.as_str())
+        .unwrap();
+    assert_eq!(damaged["bad-pages"], serde_json::json!([1]));
 }

@@ -157,6 +157,10 @@ fn create(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
     tracing::info!("backup {} created in {}", record.id, settings.bucket);
 
     let mut results = json!({ "backup-status": "backup created", "backup-id": record.id });
+    if let Some(warning) = engine::bad_pages(&record.files) {
+        tracing::warn!("backup {}: {warning}", record.id);
+        results["warnings"] = warning.into();
+    }
     match expiry {
         Some(Ok(expired)) if !expired.backups.is_empty() => {
             results["expired-backups"] = expired.backups.join(", ").into();

@@ -107,6 +107,10 @@ pub struct FileRecord {
     /// A link's target (tablespaces).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// Blocks (numbered in the relation) whose page checksum failed when the
+    /// backup read them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bad_pages: Vec<u32>,
 }
 
 /// Whether a backup can be restored.

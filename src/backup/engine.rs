@@ -16,6 +16,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use super::catalog::{self, BackupKind, BackupRecord, BackupStatus, FileRecord};
 use super::outage;
+use super::pages;
 use super::pgmanifest::{sha256_file, ManifestBuilder, WalRange};
 use super::repo::Repo;
 use super::upload;
@@ -126,6 +127,27 @@ pub fn take(
     }
 }
 
+/// The warning for pages whose checksum failed when the backup read them,
+/// if any: `page checksum failures in 1 file(s): base/5/16384 (blocks 3, 7)`.
+pub fn bad_pages(files: &[FileRecord]) -> Option<String> {
+    let bad: Vec<String> = files
+        .iter()
+        .filter(|f| !f.bad_pages.is_empty())
+        .map(|f| {
+            let blocks: Vec<String> = f.bad_pages.iter().map(u32::to_string).collect();
+            format!("{} (blocks {})", f.path, blocks.join(", "))
+        })
+        .collect();
+    (!bad.is_empty()).then(|| {
+        format!(
+            "WARNING: page checksum failures in {} file(s): {}; the backup keeps the pages as \
+             read: check the storage, and the data with pg_amcheck",
+            bad.len(),
+            bad.join("; ")
+        )
+    })
+}
+
 /// Marks the record failed with `err`; a failed backup lists no files.
 fn fail(record: &mut BackupRecord, err: &anyhow::Error) {
     record.status = BackupStatus::Failed;
@@ -153,12 +175,22 @@ fn run(
         record.start_lsn.as_deref().unwrap_or("?")
     ));
 
-    // Copy what the backup needs, in parallel, compressed and checksummed.
+    // Copy what the backup needs, in parallel, compressed and checksummed,
+    // with the pages checked when the cluster has data checksums.
+    let page_check = match db.query_text("SHOW data_checksums")?.as_str() {
+        "on" => record.start_lsn.as_deref().map(parse_lsn).transpose()?,
+        _ => None,
+    };
     let copied = rt
-        .block_on(copy_files(repo, req))
+        .block_on(copy_files(repo, req, page_check))
         .context("cannot copy the data files");
     let (files, uploaded) = match copied {
-        Ok(done) => done,
+        Ok(done) => {
+            if let Some(warning) = bad_pages(&done.0) {
+                (req.progress)(&warning);
+            }
+            done
+        }
         Err(err) => {
             // End the backup on the server before giving up.
             let _ = db.query_row("SELECT lsn::text FROM pg_backup_stop(false)");
@@ -235,7 +267,13 @@ fn run(
 }
 
 /// Uploads every changed file; unchanged ones point at the reference's objects.
-async fn copy_files(repo: &Repo, req: &Request<'_>) -> Result<(Vec<FileRecord>, u64)> {
+/// With `page_check` (the backup's start LSN, on a cluster with data
+/// checksums) the pages of relation files are checked as they are read.
+async fn copy_files(
+    repo: &Repo,
+    req: &Request<'_>,
+    page_check: Option<u64>,
+) -> Result<(Vec<FileRecord>, u64)> {
     let entries = walk::walk(&req.data_dir)?;
     let total: u64 = entries.iter().map(|e| e.size).sum();
     let reference = req.reference.as_ref();
@@ -262,6 +300,7 @@ async fn copy_files(repo: &Repo, req: &Request<'_>) -> Result<(Vec<FileRecord>, 
                 Kind::Symlink { target } => Some(target.to_string_lossy().into_owned()),
                 _ => None,
             },
+            bad_pages: Vec::new(),
         };
         if entry.kind == Kind::File {
             // Unchanged since the reference (same size and mtime, and not
@@ -327,7 +366,13 @@ async fn copy_files(repo: &Repo, req: &Request<'_>) -> Result<(Vec<FileRecord>, 
                     }
                 }
             }
-            let done = upload::file(store, key.clone(), &source).await?;
+            let pages = page_check.and_then(|start_lsn| {
+                Some(upload::PageCheck {
+                    first_block: pages::first_block(&path)?,
+                    start_lsn,
+                })
+            });
+            let done = upload::file(store, key.clone(), &source, pages).await?;
             Ok((i, done.map_or(Copied::Gone, |d| Copied::Uploaded(key, d))))
         }
     });
@@ -352,6 +397,7 @@ async fn copy_files(repo: &Repo, req: &Request<'_>) -> Result<(Vec<FileRecord>, 
             }
         };
         file.sha256 = Some(done.sha256);
+        file.bad_pages = done.bad_pages;
         file.size = done.len;
         file.object = Some(key.to_string());
         file.stored = done.stored;

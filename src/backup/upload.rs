@@ -1,6 +1,7 @@
 //! Uploading one file: read and compressed on a blocking thread, streamed
 //! through a small bounded channel to a buffered multipart writer, so memory
-//! stays bounded whatever the file's size.
+//! stays bounded whatever the file's size. A relation file's pages can be
+//! checked on the way (`pages`).
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -14,6 +15,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use super::codec::Compressor;
+use super::pages::{confirm, Checked};
 
 /// Size of the parts sent to the store.
 const PART: usize = 8 << 20;
@@ -28,6 +30,16 @@ pub struct Uploaded {
     pub len: u64,
     /// Bytes stored (compressed).
     pub stored: u64,
+    /// Blocks whose page checksum failed (when pages were checked).
+    pub bad_pages: Vec<u32>,
+}
+
+/// Check the pages of a relation file as it is read: the number of its
+/// first block in the relation, and the LSN the backup started at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageCheck {
+    pub first_block: u32,
+    pub start_lsn: u64,
 }
 
 /// Sends what the compressor writes to the uploader, in chunks.
@@ -64,12 +76,14 @@ impl Write for ChannelWriter {
     }
 }
 
-/// Compresses `source` into the object `key`; None when the file vanished
-/// before it could be opened (PostgreSQL dropped it during the backup).
+/// Compresses `source` into the object `key`, checking its pages when
+/// asked; None when the file vanished before it could be opened
+/// (PostgreSQL dropped it during the backup).
 pub async fn file(
     store: Arc<dyn ObjectStore>,
     key: ObjectPath,
     source: &Path,
+    pages: Option<PageCheck>,
 ) -> Result<Option<Uploaded>> {
     let input = match std::fs::File::open(source) {
         Ok(file) => file,
@@ -77,20 +91,35 @@ pub async fn file(
         Err(err) => return Err(err).with_context(|| format!("cannot open {}", source.display())),
     };
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(IN_FLIGHT);
-    let shown = source.display().to_string();
-    let reader = tokio::task::spawn_blocking(move || -> Result<(super::codec::Digest, u64)> {
-        let mut input = input;
-        let sink = ChannelWriter {
-            tx,
-            buffer: Vec::with_capacity(1 << 20),
-            sent: 0,
-        };
-        let mut compressor = Compressor::new(sink)?;
-        io::copy(&mut input, &mut compressor).with_context(|| format!("cannot read {shown}"))?;
-        let (mut sink, digest) = compressor.finish()?;
-        sink.send().context("the upload stopped")?;
-        Ok((digest, sink.sent))
-    });
+    let path = source.to_owned();
+    let reader =
+        tokio::task::spawn_blocking(move || -> Result<(super::codec::Digest, u64, Vec<u32>)> {
+            let sink = ChannelWriter {
+                tx,
+                buffer: Vec::with_capacity(1 << 20),
+                sent: 0,
+            };
+            let mut compressor = Compressor::new(sink)?;
+            let read = |what: io::Result<u64>| {
+                what.map(drop)
+                    .with_context(|| format!("cannot read {}", path.display()))
+            };
+            let bad_pages = match pages {
+                Some(check) => {
+                    let mut checked = Checked::new(input, check.first_block, check.start_lsn);
+                    read(io::copy(&mut checked, &mut compressor))?;
+                    confirm(&path, check.first_block, check.start_lsn, &checked.failed)
+                }
+                None => {
+                    let mut input = input;
+                    read(io::copy(&mut input, &mut compressor))?;
+                    Vec::new()
+                }
+            };
+            let (mut sink, digest) = compressor.finish()?;
+            sink.send().context("the upload stopped")?;
+            Ok((digest, sink.sent, bad_pages))
+        });
 
     let mut writer = BufWriter::with_capacity(store, key.clone(), PART);
     while let Some(chunk) = rx.recv().await {
@@ -99,7 +128,7 @@ pub async fn file(
             .await
             .with_context(|| format!("cannot upload {key}"))?;
     }
-    let (digest, stored) = match reader.await.context("the compressing thread failed")? {
+    let (digest, stored, bad_pages) = match reader.await.context("the compressing thread failed")? {
         Ok(done) => done,
         Err(err) => {
             let _ = writer.abort().await;
@@ -114,6 +143,7 @@ pub async fn file(
         sha256: digest.sha256,
         len: digest.len,
         stored,
+        bad_pages,
     }))
 }
 
@@ -135,7 +165,7 @@ mod tests {
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
         let key = ObjectPath::from("backups/x/data/relation.zst");
 
-        let done = file(store.clone(), key.clone(), &source)
+        let done = file(store.clone(), key.clone(), &source, None)
             .await
             .unwrap()
             .unwrap();
@@ -151,9 +181,14 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn a_vanished_file_is_none() {
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-        let gone = file(store, ObjectPath::from("k"), Path::new("/nonexistent/file"))
-            .await
-            .unwrap();
+        let gone = file(
+            store,
+            ObjectPath::from("k"),
+            Path::new("/nonexistent/file"),
+            None,
+        )
+        .await
+        .unwrap();
         assert!(gone.is_none());
     }
 }

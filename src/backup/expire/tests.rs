@@ -143,6 +143,7 @@ fn files_a_kept_backup_uses_are_never_removed() {
         object: Some(format!("backups/{}/data/base/1/1259.zst", day(1)[0])),
         stored: 100,
         target: None,
+        bad_pages: Vec::new(),
     });
     let err = check_removable(&records, &[day(1)[0].clone()]).unwrap_err();
     assert_eq!(
