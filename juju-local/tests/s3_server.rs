@@ -67,6 +67,8 @@ impl Drop for Server {
 }
 
 fn client(endpoint: &str, bucket: &str, access: &str, secret: &str) -> Arc<dyn ObjectStore> {
+    // The S3 client's rustls has no provider of its own in this workspace.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let retry = object_store::RetryConfig {
         max_retries: 0,
         ..Default::default()
