@@ -15,6 +15,10 @@ fn main() -> ExitCode {
     if let Some(code) = postgresql_charm::backup::archive_cli::dispatch(&args) {
         return code;
     }
+    // The trash's detached deleter: no Juju context either.
+    if let Some(code) = charm::trash::dispatch(&args) {
+        return code;
+    }
     let env: HashMap<String, String> = std::env::vars().collect();
     let ctx = match Context::from_env(&env) {
         Ok(ctx) => ctx,

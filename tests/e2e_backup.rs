@@ -353,7 +353,11 @@ fn restore_and_count(
         .block_on(catalog::load(&repo, id))
         .unwrap()
         .expect("a record");
-    rt.block_on(restore::files(&repo, &record, &data, 4, &|_| ()))
+    let options = restore::Options {
+        concurrency: 4,
+        owner: None,
+    };
+    rt.block_on(restore::files(&repo, &record, &data, &options, &|_| ()))
         .unwrap();
 
     let bin = binaries::find().unwrap().unwrap();

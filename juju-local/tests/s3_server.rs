@@ -67,6 +67,8 @@ impl Drop for Server {
 }
 
 fn client(endpoint: &str, bucket: &str, access: &str, secret: &str) -> Arc<dyn ObjectStore> {
+    // The S3 client's rustls has no provider of its own in this workspace.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let retry = object_store::RetryConfig {
         max_retries: 0,
         ..Default::default()
@@ -186,6 +188,33 @@ async fn objects_round_trip_through_an_s3_client() {
     assert!(bad.get(&Key::from("a/two.txt")).await.is_err());
     let absent = store.head(&Key::from("intruder.txt")).await;
     assert!(matches!(absent, Err(object_store::Error::NotFound { .. })));
+}
+
+/// Small objects fetched one after another on one kept-alive connection
+/// answer in milliseconds: the server sets TCP_NODELAY, so the end of a
+/// response never waits for the client's delayed ACK (about 40 ms each).
+#[tokio::test]
+async fn gets_on_a_reused_connection_do_not_wait_for_delayed_acks() {
+    let server = Server::start("AKTEST", "secret-test-key", "test");
+    let store = client(&server.endpoint, "test", "AKTEST", "secret-test-key");
+    let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let key = Key::from("segment");
+    store
+        .put(&key, PutPayload::from(body.clone()))
+        .await
+        .unwrap();
+    let get = || async { store.get(&key).await.unwrap().bytes().await.unwrap() };
+    assert_eq!(get().await.len(), body.len());
+    const GETS: u32 = 20;
+    let started = std::time::Instant::now();
+    for _ in 0..GETS {
+        assert_eq!(get().await.len(), body.len());
+    }
+    let each = started.elapsed() / GETS;
+    assert!(
+        each < std::time::Duration::from_millis(20),
+        "a GET on a reused connection took {each:?}"
+    );
 }
 
 fn alive(pid: i64) -> bool {

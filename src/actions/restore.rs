@@ -2,7 +2,9 @@
 //! the cluster, at any size, back to a backup or a point in time. The
 //! leader restores into its own unit beside the live data, recovers and
 //! promotes; the result comes once the restored primary accepts writes.
-//! The other units re-seed from it by themselves afterwards.
+//! The data directory it replaced goes to the unit's trash then, and is
+//! deleted after the result. The other units re-seed from it by themselves
+//! afterwards.
 //!
 //! A backup of another cluster under the same bucket and path (a
 //! migration) is restored the same way, read from that cluster's
@@ -27,6 +29,7 @@ use crate::backup::target::{self, Plan, Requested, Target, TimelineChoice};
 use crate::charm::archiving::runtime;
 use crate::charm::cluster;
 use crate::charm::restore::{check_ready, Restorer};
+use crate::charm::trash;
 use crate::juju::{action, Context, HookTools, Status, StatusKind};
 use crate::postgres::recovery::{Recovery, StopAt};
 
@@ -162,7 +165,11 @@ pub fn run(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
             "timeline": timeline,
             "restore-id": id,
         }),
-    )
+    )?;
+
+    // The replaced data directory is deleted once the result is out.
+    trash::empty_in_background(&unit.workload.server.layout.storage);
+    Ok(())
 }
 
 /// Fetch, fence, swap, recover, settle: the restore proper. Returns the new
@@ -215,14 +222,12 @@ fn restore(
         }
     };
 
-    // This cluster's passwords; the data set aside is no longer needed.
+    // This cluster's passwords; the data set aside is no longer needed
+    // (the restored primary has promoted): to the trash, deleted later.
     let timeline = unit.settle()?;
     if let Some(old) = old {
-        if let Err(err) = std::fs::remove_dir_all(&old) {
-            tracing::warn!(
-                "cannot remove the old data directory {}: {err}",
-                old.display()
-            );
+        if let Err(err) = trash::put(&unit.workload.server.layout.storage, &old) {
+            tracing::warn!("cannot put the old data directory in the trash: {err:#}");
         }
     }
     action::log(tools, &format!("promoted on timeline {timeline}"));

@@ -97,6 +97,10 @@ pub struct FileRecord {
     /// SHA-256 of the content (files only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// CRC-32C of the content, 8 hex digits of its value (files of backups
+    /// taken since PostgreSQL's manifest lists CRC-32C; older ones have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crc32c: Option<String>,
     /// Key of the object holding the compressed content: in this backup's
     /// directory, or in the earlier backup it was unchanged since.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,7 +1,8 @@
 //! How the engine turns bytes into stored objects and back: streaming zstd
 //! compression and decompression that hash the uncompressed bytes with
-//! SHA-256 as they pass, so a file is read once and its checksum always
-//! describes what PostgreSQL wrote, never the compressed form.
+//! SHA-256 (and CRC-32C, for PostgreSQL's backup manifest) as they pass, so
+//! a file is read once and its checksums always describe what PostgreSQL
+//! wrote, never the compressed form.
 //!
 //! Both directions are `std::io::Write` adapters: feed them what you read,
 //! `finish()` them, and they hand back the inner writer and the [`Digest`].
@@ -14,11 +15,17 @@ use sha2::{Digest as _, Sha256};
 /// The zstd level for everything the engine stores: fast, and about 3× on WAL.
 pub const ZSTD_LEVEL: i32 = 3;
 
-/// The SHA-256 (lowercase hex) and length of some uncompressed bytes.
+/// The SHA-256 (lowercase hex), CRC-32C and length of some uncompressed bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Digest {
     pub sha256: String,
+    pub crc32c: u32,
     pub len: u64,
+}
+
+/// A CRC-32C as the catalog stores it: 8 lowercase hex digits of its value.
+pub fn crc32c_hex(crc: u32) -> String {
+    format!("{crc:08x}")
 }
 
 /// SHA-256 of `bytes`, lowercase hex.
@@ -35,6 +42,7 @@ pub fn is_sha256_hex(s: &str) -> bool {
 pub struct HashWriter<W: Write> {
     inner: W,
     hasher: Sha256,
+    crc: u32,
     len: u64,
 }
 
@@ -43,6 +51,7 @@ impl<W: Write> HashWriter<W> {
         Self {
             inner,
             hasher: Sha256::new(),
+            crc: 0,
             len: 0,
         }
     }
@@ -50,6 +59,7 @@ impl<W: Write> HashWriter<W> {
     pub fn finish(self) -> (W, Digest) {
         let digest = Digest {
             sha256: hex::encode(self.hasher.finalize()),
+            crc32c: self.crc,
             len: self.len,
         };
         (self.inner, digest)
@@ -60,6 +70,7 @@ impl<W: Write> Write for HashWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
         self.hasher.update(&buf[..n]);
+        self.crc = crc32c::crc32c_append(self.crc, &buf[..n]);
         self.len += n as u64;
         Ok(n)
     }
@@ -73,6 +84,7 @@ impl<W: Write> Write for HashWriter<W> {
 pub struct Compressor<W: Write> {
     encoder: zstd::stream::write::Encoder<'static, W>,
     hasher: Sha256,
+    crc: u32,
     len: u64,
 }
 
@@ -83,6 +95,7 @@ impl<W: Write> Compressor<W> {
         Ok(Self {
             encoder,
             hasher: Sha256::new(),
+            crc: 0,
             len: 0,
         })
     }
@@ -95,6 +108,7 @@ impl<W: Write> Compressor<W> {
             .context("cannot finish the zstd frame")?;
         let digest = Digest {
             sha256: hex::encode(self.hasher.finalize()),
+            crc32c: self.crc,
             len: self.len,
         };
         Ok((out, digest))
@@ -105,6 +119,7 @@ impl<W: Write> Write for Compressor<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.encoder.write(buf)?;
         self.hasher.update(&buf[..n]);
+        self.crc = crc32c::crc32c_append(self.crc, &buf[..n]);
         self.len += n as u64;
         Ok(n)
     }
@@ -180,6 +195,7 @@ mod tests {
         let (packed, digest) = compress_to_vec(raw.as_slice()).unwrap();
         assert!(packed.len() < raw.len() / 10, "{} bytes", packed.len());
         assert_eq!(digest.sha256, sha256_hex(&raw));
+        assert_eq!(digest.crc32c, crc32c::crc32c(&raw));
         assert_eq!(digest.len, raw.len() as u64);
         let (back, digest2) = decompress_to_vec(&packed).unwrap();
         assert_eq!(back, raw);
@@ -205,6 +221,18 @@ mod tests {
         let err = decompress_to_vec(&packed[..packed.len() / 2]).unwrap_err();
         assert!(format!("{err:#}").contains("truncated"), "{err:#}");
         assert!(decompress_to_vec(b"not zstd at all").is_err());
+    }
+
+    #[test]
+    fn known_crc32c_in_pieces() {
+        // The check value of CRC-32C.
+        let mut c = Compressor::new(Vec::new()).unwrap();
+        c.write_all(b"1234").unwrap();
+        c.write_all(b"56789").unwrap();
+        let (_, digest) = c.finish().unwrap();
+        assert_eq!(digest.crc32c, 0xe306_9283);
+        assert_eq!(crc32c_hex(digest.crc32c), "e3069283");
+        assert_eq!(crc32c_hex(1), "00000001");
     }
 
     #[test]

@@ -15,9 +15,10 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use super::catalog::{self, BackupKind, BackupRecord, BackupStatus, FileRecord};
+use super::codec::crc32c_hex;
 use super::outage;
 use super::pages;
-use super::pgmanifest::{sha256_file, ManifestBuilder, WalRange};
+use super::pgmanifest::{sha256_file, FileChecksum, ManifestBuilder, WalRange};
 use super::repo::Repo;
 use super::upload;
 use super::walk::{self, Kind};
@@ -232,24 +233,19 @@ fn run(
             &format!("{}/{name}", catalog::backup_dir(&req.id)),
             bytes.clone(),
         ))?;
-        let sha = super::codec::sha256_hex(bytes);
         manifest.add_file(
             Path::new(name),
             bytes.len() as u64,
             chrono::Utc::now().timestamp(),
-            decode_sha(&sha)?,
+            FileChecksum::Crc32c(crc32c::crc32c(bytes)),
         )?;
     }
     for file in files.iter().filter(|f| f.kind == "file") {
-        let sha = file
-            .sha256
-            .as_deref()
-            .context("a file without a checksum")?;
         manifest.add_file(
             Path::new(&file.path),
             file.size,
             file.mtime,
-            decode_sha(sha)?,
+            manifest_checksum(file)?,
         )?;
     }
     manifest.add_wal_range(range);
@@ -294,6 +290,7 @@ async fn copy_files(
             mtime: entry.mtime,
             mode: entry.mode,
             sha256: None,
+            crc32c: None,
             object: None,
             stored: 0,
             target: match &entry.kind {
@@ -315,6 +312,7 @@ async fn copy_files(
             match unchanged {
                 Some(old) => {
                     file.sha256 = old.sha256.clone();
+                    file.crc32c = old.crc32c.clone();
                     file.object = old.object.clone();
                     file.stored = old.stored;
                 }
@@ -386,6 +384,7 @@ async fn copy_files(
             Copied::Uploaded(key, done) => (key, done),
             Copied::Reused(old) => {
                 file.sha256 = old.sha256;
+                file.crc32c = old.crc32c;
                 file.object = old.object;
                 file.stored = old.stored;
                 continue;
@@ -398,6 +397,7 @@ async fn copy_files(
         };
         file.sha256 = Some(done.sha256);
         file.bad_pages = done.bad_pages;
+        file.crc32c = Some(crc32c_hex(done.crc32c));
         file.size = done.len;
         file.object = Some(key.to_string());
         file.stored = done.stored;
@@ -443,11 +443,23 @@ async fn put(repo: &Repo, key: &str, bytes: Vec<u8>) -> Result<()> {
     Ok(())
 }
 
-fn decode_sha(hex_text: &str) -> Result<[u8; 32]> {
-    let bytes = hex::decode(hex_text).context("a checksum is not hex")?;
-    bytes
+/// A file's checksum for PostgreSQL's manifest: its CRC-32C, or its SHA-256
+/// when it comes unchanged from a backup whose record has no CRC-32C.
+fn manifest_checksum(file: &FileRecord) -> Result<FileChecksum> {
+    if let Some(crc) = &file.crc32c {
+        let crc = u32::from_str_radix(crc, 16)
+            .with_context(|| format!("the CRC-32C of {} is not hex", file.path))?;
+        return Ok(FileChecksum::Crc32c(crc));
+    }
+    let sha = file
+        .sha256
+        .as_deref()
+        .with_context(|| format!("{} has no checksum", file.path))?;
+    let bytes = hex::decode(sha).context("a checksum is not hex")?;
+    let bytes = bytes
         .try_into()
-        .map_err(|_| anyhow::anyhow!("a checksum is not 32 bytes"))
+        .map_err(|_| anyhow::anyhow!("a checksum is not 32 bytes"))?;
+    Ok(FileChecksum::Sha256(bytes))
 }
 
 /// What became of one file.

@@ -1,12 +1,16 @@
 //! PostgreSQL's own `backup_manifest` for a restored data directory, in the
 //! format pg_basebackup writes and `pg_verifybackup` reads (manifest
-//! version 1): every file with its size, modification time and SHA-256,
+//! version 1): every file with its size, modification time and checksum,
 //! the backup's WAL ranges, and the manifest's own SHA-256 over every byte
 //! before its last line. Also the SHA-256 of a file taken while it streams.
 //!
-//! The checksums are of the bytes as they will be in the restored
-//! directory (not as stored compressed), and the manifest never lists
-//! itself.
+//! A file's checksum is CRC32C, pg_basebackup's default and cheap for
+//! `pg_verifybackup` to recompute (the charm's record keeps a SHA-256 of
+//! every file, checked as each object is fetched); files of older backups
+//! whose records hold no CRC32C are listed with their SHA-256, which
+//! `pg_verifybackup` reads file by file. The checksums are of the bytes as
+//! they will be in the restored directory (not as stored compressed), and
+//! the manifest never lists itself.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -69,7 +73,28 @@ pub struct ManifestBuilder {
 struct FileLine {
     size: u64,
     last_modified: String,
-    sha256: [u8; 32],
+    checksum: FileChecksum,
+}
+
+/// A file's checksum in the manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileChecksum {
+    /// The CRC-32C of the file (Castagnoli, as the `crc32c` crate and
+    /// PostgreSQL compute it).
+    Crc32c(u32),
+    Sha256([u8; 32]),
+}
+
+impl FileChecksum {
+    /// The `Checksum-Algorithm` and `Checksum` of a manifest line. PostgreSQL
+    /// writes a CRC as the bytes of its in-memory `uint32` (on x86 and arm,
+    /// least significant byte first: `15\n` is `8a744722`), so this does too.
+    fn manifest_fields(&self) -> (&'static str, String) {
+        match self {
+            Self::Crc32c(crc) => ("CRC32C", hex::encode(crc.to_ne_bytes())),
+            Self::Sha256(sha) => ("SHA256", hex::encode(sha)),
+        }
+    }
 }
 
 impl ManifestBuilder {
@@ -79,8 +104,14 @@ impl ManifestBuilder {
 
     /// Lists a file: its path relative to the data directory (tablespace
     /// files as `pg_tblspc/<oid>/...`), the bytes it has in the restored
-    /// directory and their SHA-256, and its mtime in seconds since the epoch.
-    pub fn add_file(&mut self, path: &Path, size: u64, mtime: i64, sha256: [u8; 32]) -> Result<()> {
+    /// directory and their checksum, and its mtime in seconds since the epoch.
+    pub fn add_file(
+        &mut self,
+        path: &Path,
+        size: u64,
+        mtime: i64,
+        checksum: FileChecksum,
+    ) -> Result<()> {
         let key = relative_bytes(path)?;
         if key == MANIFEST_FILE.as_bytes() {
             bail!("the backup manifest never lists itself");
@@ -92,7 +123,7 @@ impl ManifestBuilder {
         let line = FileLine {
             size,
             last_modified,
-            sha256,
+            checksum,
         };
         if self.files.insert(key, line).is_some() {
             bail!("{} is listed twice in the backup manifest", path.display());
@@ -124,13 +155,12 @@ impl ManifestBuilder {
                     let _ = write!(out, "{{ \"Encoded-Path\": \"{}\", ", hex::encode(path));
                 }
             }
+            let (algorithm, checksum) = file.checksum.manifest_fields();
             let _ = write!(
                 out,
                 "\"Size\": {}, \"Last-Modified\": \"{}\", \
-                 \"Checksum-Algorithm\": \"SHA256\", \"Checksum\": \"{}\" }}",
-                file.size,
-                file.last_modified,
-                hex::encode(file.sha256)
+                 \"Checksum-Algorithm\": \"{algorithm}\", \"Checksum\": \"{checksum}\" }}",
+                file.size, file.last_modified,
             );
         }
         out.push_str("\n],\n\"WAL-Ranges\": [\n");
@@ -242,8 +272,12 @@ mod tests {
     use super::*;
     use std::ffi::OsStr;
 
-    fn sha(text: &str) -> [u8; 32] {
-        Sha256::digest(text.as_bytes()).into()
+    fn sha(text: &str) -> FileChecksum {
+        FileChecksum::Sha256(Sha256::digest(text.as_bytes()).into())
+    }
+
+    fn hex_of(checksum: FileChecksum) -> String {
+        checksum.manifest_fields().1
     }
 
     fn range() -> WalRange {
@@ -277,12 +311,44 @@ mod tests {
              ],\n\"WAL-Ranges\": [\n\
              {{ \"Timeline\": 1, \"Start-LSN\": \"0/2000028\", \"End-LSN\": \"1/138\" }}\n\
              ],\n",
-            hex::encode(sha("a")),
-            hex::encode(sha("b"))
+            hex_of(sha("a")),
+            hex_of(sha("b"))
         );
-        let last = format!("\"Manifest-Checksum\": \"{}\"}}\n", hex::encode(sha(&body)));
+        let last = format!(
+            "\"Manifest-Checksum\": \"{}\"}}\n",
+            hex::encode(Sha256::digest(body.as_bytes()))
+        );
         assert_eq!(text, body + &last);
         serde_json::from_str::<serde_json::Value>(&text).expect("valid json");
+    }
+
+    #[test]
+    fn crc32c_as_pg_basebackup_writes_it_beside_sha256() {
+        // pg_basebackup --manifest-checksums=CRC32C lists PG_VERSION ("15\n") so.
+        let mut m = ManifestBuilder::new();
+        let crc = crc32c::crc32c(b"15\n");
+        assert_eq!(crc, 0x2247_748a);
+        m.add_file(Path::new("PG_VERSION"), 3, 0, FileChecksum::Crc32c(crc))
+            .unwrap();
+        m.add_file(Path::new("base/1/1259"), 1, 0, sha("x"))
+            .unwrap();
+        m.add_wal_range(range());
+        let text = String::from_utf8(m.render().unwrap()).unwrap();
+        assert!(
+            text.contains(
+                "{ \"Path\": \"PG_VERSION\", \"Size\": 3, \"Last-Modified\": \"1970-01-01 00:00:00 GMT\", \
+                 \"Checksum-Algorithm\": \"CRC32C\", \"Checksum\": \"8a744722\" }"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "\"Checksum-Algorithm\": \"SHA256\", \"Checksum\": \"{}\" }}",
+                hex_of(sha("x"))
+            )),
+            "{text}"
+        );
+        assert_eq!(hex_of(FileChecksum::Crc32c(0)), "00000000");
     }
 
     #[test]

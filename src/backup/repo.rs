@@ -20,6 +20,13 @@ use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptio
 
 use super::settings::{RepoSettings, UriStyle};
 
+/// Makes ring the process's TLS provider, which the S3 client's rustls
+/// uses (the build gives it none of its own); once per process is enough.
+fn install_tls_provider() {
+    // Fails only when a provider is installed already, which is as good.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// This cluster's view of the bucket.
 #[derive(Clone)]
 pub struct Repo {
@@ -84,6 +91,7 @@ impl Repo {
 
 /// The S3 client for the relation's endpoint, bucket and keys.
 fn client(settings: &RepoSettings) -> Result<object_store::aws::AmazonS3> {
+    install_tls_provider();
     let mut options =
         ClientOptions::new().with_allow_http(settings.endpoint.starts_with("http://"));
     for pem in &settings.tls_ca_chain {

@@ -1,40 +1,64 @@
 //! Putting a backup's files back: every object streamed from the
-//! repository, decompressed and checked against the SHA-256 in the record,
-//! written into a new directory with the backup's own `backup_label`,
-//! `tablespace_map` and PostgreSQL `backup_manifest`, so `pg_verifybackup`
-//! can check the result before anything uses it.
+//! repository and handed, chunk by chunk, to a blocking thread of its own
+//! that decompresses it, checks it against the SHA-256 in the record,
+//! writes it, gives it to the server's user and syncs it to disk. Several
+//! files are in flight at once, so that work spreads over the cores while
+//! memory stays bounded (a few chunks per file). The backup's own
+//! `backup_label`, `tablespace_map` and PostgreSQL `backup_manifest` go in
+//! last, then every directory is synced: the result is durable, ready for
+//! `pg_verifybackup`, and a server started on it has nothing left to flush.
 
-use std::cell::Cell;
-use std::io::Write;
+use std::fs::{File, Permissions};
+use std::io::{BufWriter, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
-use futures::{StreamExt, TryStreamExt};
+use bytes::Bytes;
+use futures::StreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
+use tokio::sync::mpsc;
 
-use super::catalog::{self, BackupRecord};
+use super::catalog::{self, BackupRecord, FileRecord};
 use super::codec::Decompressor;
 use super::repo::Repo;
 
 /// How often progress is reported.
 const REPORT_EVERY: Duration = Duration::from_secs(10);
+/// Chunks of one object in flight between its download and its writer.
+const CHUNKS_IN_FLIGHT: usize = 8;
+/// The writer's buffer in front of each file.
+const WRITE_BUFFER: usize = 256 << 10;
+
+/// How a restore writes.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Files fetched at once.
+    pub concurrency: usize,
+    /// The uid and gid to give every file and directory to, when the
+    /// caller is not the server's user.
+    pub owner: Option<(u32, u32)>,
+}
 
 /// Writes the files of a finished backup into `dest` (which must not
-/// exist); `progress` hears how far it got every few seconds.
+/// exist); `progress` hears how far it got every few seconds. On failure
+/// the first error is returned once no file is being written any more, so
+/// the caller may remove `dest` at once.
 pub async fn files(
     repo: &Repo,
     record: &BackupRecord,
     dest: &Path,
-    concurrency: usize,
+    options: &Options,
     progress: &dyn Fn(&str),
 ) -> Result<()> {
     if !record.is_finished() {
         bail!("backup {} did not finish and cannot be restored", record.id);
     }
     std::fs::create_dir(dest).with_context(|| format!("cannot create {}", dest.display()))?;
+    give(dest, options.owner)?;
 
     // Directories and links first, so files have somewhere to go.
     for entry in record.files.iter().filter(|f| f.kind != "file") {
@@ -43,7 +67,9 @@ pub async fn files(
             "dir" => {
                 std::fs::create_dir_all(&path)
                     .with_context(|| format!("cannot create {}", path.display()))?;
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(entry.mode))?;
+                std::fs::set_permissions(&path, Permissions::from_mode(entry.mode))
+                    .with_context(|| format!("cannot set the mode of {}", path.display()))?;
+                give(&path, options.owner)?;
             }
             "link" => {
                 let target = entry.target.as_deref().context("a link without a target")?;
@@ -51,6 +77,7 @@ pub async fn files(
                     .with_context(|| format!("cannot create the tablespace {target}"))?;
                 std::os::unix::fs::symlink(target, &path)
                     .with_context(|| format!("cannot link {}", path.display()))?;
+                give(&path, options.owner)?;
             }
             other => bail!(
                 "backup {} holds an entry of unknown kind {other:?}",
@@ -59,58 +86,42 @@ pub async fn files(
         }
     }
 
-    // Every file, checked against its checksum.
+    // Every file, checked against its checksum, on as many threads as files in flight.
     let total_files = record.files.iter().filter(|f| f.kind == "file").count();
     let total_bytes: u64 = record.files.iter().map(|f| f.size).sum();
-    let done = Cell::new((0usize, 0u64));
-    let last_report = Cell::new(Instant::now());
-    let report = |size: u64| {
-        let (files, bytes) = done.get();
-        done.set((files + 1, bytes + size));
-        if last_report.get().elapsed() >= REPORT_EVERY {
-            last_report.set(Instant::now());
-            progress(&format!(
-                "restored {} of {total_files} files ({} of {} MiB)",
-                files + 1,
-                (bytes + size) >> 20,
-                total_bytes >> 20
-            ));
-        }
-    };
+    let (mut files_done, mut bytes_done, mut last_report) = (0usize, 0u64, Instant::now());
+    let failed = AtomicBool::new(false);
     let jobs = record
         .files
         .iter()
         .filter(|f| f.kind == "file")
-        .map(|entry| {
-            let store = repo.store.clone();
-            let report = &report;
-            async move {
-                let key = entry
-                    .object
-                    .as_deref()
-                    .context("a file without an object")?;
-                let want = entry
-                    .sha256
-                    .as_deref()
-                    .context("a file without a checksum")?;
-                let path = dest.join(&entry.path);
-                let got = download(store.as_ref(), &ObjectPath::from(key), &path).await?;
-                if got != want {
-                    bail!(
-                        "{} does not match its checksum in backup {} (object {key})",
-                        entry.path,
-                        record.id
-                    );
+        .map(|entry| fetch_file(repo, record, entry, dest, options.owner, &failed));
+    let mut running = futures::stream::iter(jobs).buffer_unordered(options.concurrency.max(1));
+    let mut first_error = None;
+    while let Some(done) = running.next().await {
+        match done {
+            Ok(size) => {
+                files_done += 1;
+                bytes_done += size;
+                if last_report.elapsed() >= REPORT_EVERY {
+                    last_report = Instant::now();
+                    progress(&format!(
+                        "restored {files_done} of {total_files} files ({} of {} MiB)",
+                        bytes_done >> 20,
+                        total_bytes >> 20
+                    ));
                 }
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(entry.mode))?;
-                report(entry.size);
-                Ok(())
             }
-        });
-    futures::stream::iter(jobs)
-        .buffer_unordered(concurrency.max(1))
-        .try_collect::<Vec<()>>()
-        .await?;
+            Err(err) => {
+                // The others stop at their next chunk; the first error is the one to tell.
+                failed.store(true, Ordering::Relaxed);
+                first_error.get_or_insert(err);
+            }
+        }
+    }
+    if let Some(err) = first_error {
+        return Err(err);
+    }
 
     // The backup's own label, map and manifest.
     for name in ["backup_label", "tablespace_map", "backup_manifest"] {
@@ -121,35 +132,387 @@ pub async fn files(
                     .bytes()
                     .await
                     .with_context(|| format!("cannot read {key}"))?;
-                std::fs::write(dest.join(name), &bytes)?;
+                write_small(&dest.join(name), &bytes, options.owner)?;
             }
             Err(object_store::Error::NotFound { .. }) if name == "tablespace_map" => {}
             Err(err) => return Err(err).with_context(|| format!("cannot read {key}")),
         }
     }
+
+    // The directories' entries, down to the one holding `dest`.
+    let dirs = record.files.iter().filter(|f| f.kind == "dir");
+    for dir in dirs.map(|d| dest.join(&d.path)).chain([dest.to_path_buf()]) {
+        sync_dir(&dir)?;
+    }
+    if let Some(parent) = dest.parent() {
+        sync_dir(parent)?;
+    }
     Ok(())
 }
 
-/// Streams one object into a file, decompressing; returns the SHA-256.
-async fn download(store: &dyn ObjectStore, key: &ObjectPath, dest: &Path) -> Result<String> {
-    let file =
-        std::fs::File::create(dest).with_context(|| format!("cannot create {}", dest.display()))?;
-    let mut out = Decompressor::new(std::io::BufWriter::new(file))?;
-    let mut stream = store
-        .get(key)
-        .await
-        .with_context(|| format!("cannot read {key}"))?
-        .into_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.with_context(|| format!("cannot read {key}"))?;
-        out.write_all(&chunk)
-            .with_context(|| format!("{key} is not valid zstd"))?;
+/// What one file's writer needs, owned so it can move to a blocking thread.
+struct Target {
+    path: PathBuf,
+    /// The file's path in the backup and the backup's id, for messages.
+    name: String,
+    backup: String,
+    key: ObjectPath,
+    sha256: String,
+    mode: u32,
+    owner: Option<(u32, u32)>,
+}
+
+/// What the download hands the writer.
+enum Piece {
+    Chunk(Bytes),
+    /// The object ended: the writer may finish the file.
+    End,
+}
+
+/// Downloads one file's object into its writer; returns the file's size.
+/// Returns at once (with nothing written) once `failed` is set.
+async fn fetch_file(
+    repo: &Repo,
+    record: &BackupRecord,
+    entry: &FileRecord,
+    dest: &Path,
+    owner: Option<(u32, u32)>,
+    failed: &AtomicBool,
+) -> Result<u64> {
+    if failed.load(Ordering::Relaxed) {
+        return Ok(0);
     }
-    let (mut writer, digest) = out
+    let key = ObjectPath::from(
+        entry
+            .object
+            .as_deref()
+            .context("a file without an object")?,
+    );
+    let target = Target {
+        path: dest.join(&entry.path),
+        name: entry.path.clone(),
+        backup: record.id.clone(),
+        key: key.clone(),
+        sha256: entry.sha256.clone().context("a file without a checksum")?,
+        mode: entry.mode,
+        owner,
+    };
+    let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
+    let writer = tokio::task::spawn_blocking(move || write_file(rx, target));
+    let store: &dyn ObjectStore = repo.store.as_ref();
+    let streamed = async {
+        let mut stream = store
+            .get(&key)
+            .await
+            .with_context(|| format!("cannot read {key}"))?
+            .into_stream();
+        while let Some(chunk) = stream.next().await {
+            if failed.load(Ordering::Relaxed) {
+                bail!("stopped reading {key}: another file failed");
+            }
+            let chunk = chunk.with_context(|| format!("cannot read {key}"))?;
+            if tx.send(Piece::Chunk(chunk)).await.is_err() {
+                // The writer gave up; its error says why.
+                return Ok(());
+            }
+        }
+        let _ = tx.send(Piece::End).await;
+        Ok(())
+    }
+    .await;
+    drop(tx);
+    let written = writer
+        .await
+        .with_context(|| format!("the writer of {} stopped", entry.path))?;
+    streamed.and(written).map(|()| entry.size)
+}
+
+/// Decompresses what arrives into the file, checks its SHA-256, then sets
+/// its mode and owner and syncs it.
+fn write_file(mut rx: mpsc::Receiver<Piece>, target: Target) -> Result<()> {
+    let Target {
+        path,
+        name,
+        backup,
+        key,
+        sha256,
+        mode,
+        owner,
+    } = target;
+    let file = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut out = Decompressor::new(BufWriter::with_capacity(WRITE_BUFFER, file))?;
+    loop {
+        match rx.blocking_recv() {
+            Some(Piece::Chunk(chunk)) => out
+                .write_all(&chunk)
+                .with_context(|| format!("{key} is not valid zstd"))?,
+            Some(Piece::End) => break,
+            None => bail!("the download of {key} stopped before its end"),
+        }
+    }
+    let (writer, digest) = out
         .finish()
         .with_context(|| format!("{key} is truncated"))?;
-    writer
-        .flush()
-        .with_context(|| format!("cannot write {}", dest.display()))?;
-    Ok(digest.sha256)
+    let file = writer
+        .into_inner()
+        .map_err(|err| err.into_error())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    if digest.sha256 != sha256 {
+        bail!("{name} does not match its checksum in backup {backup} (object {key})");
+    }
+    file.set_permissions(Permissions::from_mode(mode))
+        .with_context(|| format!("cannot set the mode of {}", path.display()))?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::fchown(&file, Some(uid), Some(gid))
+            .with_context(|| format!("cannot give {} to uid {uid}", path.display()))?;
+    }
+    file.sync_all()
+        .with_context(|| format!("cannot sync {} to disk", path.display()))
+}
+
+/// Writes a small file whole (mode 0600), gives it away and syncs it.
+fn write_small(path: &Path, bytes: &[u8], owner: Option<(u32, u32)>) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(bytes)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::fchown(&file, Some(uid), Some(gid))
+            .with_context(|| format!("cannot give {} to uid {uid}", path.display()))?;
+    }
+    file.sync_all()
+        .with_context(|| format!("cannot sync {} to disk", path.display()))
+}
+
+/// Gives a directory or link (not what a link points to) to `owner`.
+fn give(path: &Path, owner: Option<(u32, u32)>) -> Result<()> {
+    match owner {
+        Some((uid, gid)) => std::os::unix::fs::lchown(path, Some(uid), Some(gid))
+            .with_context(|| format!("cannot give {} to uid {uid}", path.display())),
+        None => Ok(()),
+    }
+}
+
+/// Syncs a directory's entries to disk.
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("cannot sync the directory {} to disk", dir.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::catalog::{BackupKind, BackupStatus};
+    use crate::backup::codec::compress_to_vec;
+    use object_store::memory::InMemory;
+    use object_store::PutPayload;
+    use std::sync::Arc;
+
+    fn file(path: &str, content: &[u8], mode: u32) -> (FileRecord, Vec<u8>) {
+        let (packed, digest) = compress_to_vec(content).unwrap();
+        let record = FileRecord {
+            path: path.into(),
+            kind: "file".into(),
+            size: content.len() as u64,
+            mtime: 0,
+            mode,
+            sha256: Some(digest.sha256),
+            crc32c: None,
+            object: Some(format!("backups/b1/data/{path}.zst")),
+            stored: packed.len() as u64,
+            target: None,
+            bad_pages: Vec::new(),
+        };
+        (record, packed)
+    }
+
+    /// A repository holding backup `b1`: a directory, a large file and a
+    /// few small ones, its label and manifest.
+    async fn backup() -> (Repo, BackupRecord) {
+        let repo = Repo::new(Arc::new(InMemory::new()));
+        let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+        let mut files = vec![FileRecord {
+            path: "base".into(),
+            kind: "dir".into(),
+            size: 0,
+            mtime: 0,
+            mode: 0o700,
+            sha256: None,
+            crc32c: None,
+            object: None,
+            stored: 0,
+            target: None,
+            bad_pages: Vec::new(),
+        }];
+        let contents: Vec<(&str, Vec<u8>, u32)> = vec![
+            ("base/1", big, 0o600),
+            ("base/2", b"two".to_vec(), 0o640),
+            ("PG_VERSION", b"15\n".to_vec(), 0o600),
+            ("empty", Vec::new(), 0o600),
+        ];
+        for (path, content, mode) in contents {
+            let (record, packed) = file(path, &content, mode);
+            let key = ObjectPath::from(record.object.clone().unwrap());
+            repo.store
+                .put(&key, PutPayload::from(packed))
+                .await
+                .unwrap();
+            files.push(record);
+        }
+        for (name, body) in [("backup_label", "label"), ("backup_manifest", "manifest")] {
+            let key = ObjectPath::from(format!("backups/b1/{name}"));
+            repo.store.put(&key, PutPayload::from(body)).await.unwrap();
+        }
+        let record = BackupRecord {
+            id: "b1".into(),
+            kind: BackupKind::Full,
+            reference: None,
+            status: BackupStatus::Finished,
+            error: None,
+            start_lsn: None,
+            stop_lsn: None,
+            start_time: "2026-11-22T10:00:00Z".into(),
+            finish_time: None,
+            timeline: Some(1),
+            unit: "postgresql/0".into(),
+            pg_version: Some(15),
+            system_identifier: None,
+            database_bytes: 0,
+            stored_bytes: 0,
+            files,
+        };
+        (repo, record)
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    const OPTIONS: Options = Options {
+        concurrency: 3,
+        owner: None,
+    };
+
+    #[test]
+    fn writes_every_file_with_its_mode_and_the_backups_own_files() {
+        let rt = runtime();
+        let (repo, record) = rt.block_on(backup());
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = tmp.path().join("data");
+        rt.block_on(files(&repo, &record, &dest, &OPTIONS, &|_| ()))
+            .unwrap();
+        let big = std::fs::read(dest.join("base/1")).unwrap();
+        assert_eq!(big.len(), 3_000_000);
+        assert!(big.iter().enumerate().all(|(i, &b)| b == (i % 253) as u8));
+        assert_eq!(std::fs::read(dest.join("base/2")).unwrap(), b"two");
+        assert_eq!(std::fs::read(dest.join("PG_VERSION")).unwrap(), b"15\n");
+        assert_eq!(std::fs::read(dest.join("empty")).unwrap(), b"");
+        assert_eq!(std::fs::read(dest.join("backup_label")).unwrap(), b"label");
+        assert!(!dest.join("tablespace_map").exists());
+        let mode = |p: &str| {
+            std::fs::metadata(dest.join(p))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!(mode("base"), 0o700);
+        assert_eq!(mode("base/2"), 0o640);
+        assert_eq!(mode("backup_manifest"), 0o600);
+    }
+
+    #[test]
+    fn a_damaged_object_is_named_and_nothing_is_left_writing() {
+        let rt = runtime();
+        let (repo, record) = rt.block_on(backup());
+        // Same length, other content: valid zstd, wrong checksum.
+        let (_, other) = file("base/2", b"TWO", 0o600);
+        let key = ObjectPath::from("backups/b1/data/base/2.zst");
+        rt.block_on(repo.store.put(&key, PutPayload::from(other)))
+            .unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = tmp.path().join("data");
+        let err = rt
+            .block_on(files(&repo, &record, &dest, &OPTIONS, &|_| ()))
+            .unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            "base/2 does not match its checksum in backup b1 (object backups/b1/data/base/2.zst)"
+        );
+        // Every writer has finished: the directory can go at once.
+        std::fs::remove_dir_all(&dest).unwrap();
+        assert!(!dest.exists());
+    }
+
+    #[test]
+    fn a_missing_or_broken_object_is_named() {
+        let rt = runtime();
+        let (repo, record) = rt.block_on(backup());
+        let key = ObjectPath::from("backups/b1/data/base/1.zst");
+        let packed = rt
+            .block_on(async { repo.store.get(&key).await?.bytes().await })
+            .unwrap();
+        let half = packed.slice(..packed.len() / 2);
+        rt.block_on(repo.store.put(&key, PutPayload::from(half)))
+            .unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let err = rt
+            .block_on(files(
+                &repo,
+                &record,
+                &tmp.path().join("a"),
+                &OPTIONS,
+                &|_| (),
+            ))
+            .unwrap_err();
+        assert!(
+            format!("{err:#}").starts_with("backups/b1/data/base/1.zst is truncated"),
+            "{err:#}"
+        );
+
+        rt.block_on(repo.store.delete(&key)).unwrap();
+        let err = rt
+            .block_on(files(
+                &repo,
+                &record,
+                &tmp.path().join("b"),
+                &OPTIONS,
+                &|_| (),
+            ))
+            .unwrap_err();
+        assert!(
+            format!("{err:#}").starts_with("cannot read backups/b1/data/base/1.zst"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
+    fn an_unfinished_backup_is_refused() {
+        let rt = runtime();
+        let (repo, mut record) = rt.block_on(backup());
+        record.status = BackupStatus::Failed;
+        let tmp = tempfile::tempdir().unwrap();
+        let err = rt
+            .block_on(files(
+                &repo,
+                &record,
+                &tmp.path().join("d"),
+                &OPTIONS,
+                &|_| (),
+            ))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "backup b1 did not finish and cannot be restored"
+        );
+    }
 }

@@ -25,8 +25,9 @@ const IN_FLIGHT: usize = 4;
 /// What was stored for one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Uploaded {
-    /// SHA-256 and length of the bytes read.
+    /// SHA-256, CRC-32C and length of the bytes read.
     pub sha256: String,
+    pub crc32c: u32,
     pub len: u64,
     /// Bytes stored (compressed).
     pub stored: u64,
@@ -141,6 +142,7 @@ pub async fn file(
         .with_context(|| format!("cannot finish uploading {key}"))?;
     Ok(Some(Uploaded {
         sha256: digest.sha256,
+        crc32c: digest.crc32c,
         len: digest.len,
         stored,
         bad_pages,

@@ -11,6 +11,7 @@ pub mod peers;
 pub mod restore;
 pub mod s3;
 pub mod tls;
+pub mod trash;
 pub mod workload;
 
 use std::process::ExitCode;
@@ -27,7 +28,18 @@ pub fn run(ctx: &Context, tools: &dyn HookTools) -> ExitCode {
     let _span = tracing::info_span!("dispatch", name).entered();
     match Event::from_dispatch_path(&ctx.dispatch_path) {
         Event::Action(action) => outcome::finish_action(tools, actions::run(ctx, tools, &action)),
-        hook => outcome::finish_hook(tools, handle_hook(ctx, tools, &hook)),
+        hook => {
+            // What an earlier restore replaced goes now, if it is not gone yet.
+            if !matches!(
+                hook,
+                Event::Stop | Event::Remove | Event::StorageDetaching(_)
+            ) {
+                if let Some(storage) = workload::Workload::cached_storage(ctx) {
+                    trash::empty_in_background(&storage);
+                }
+            }
+            outcome::finish_hook(tools, handle_hook(ctx, tools, &hook))
+        }
     }
 }
 

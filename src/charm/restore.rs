@@ -28,7 +28,8 @@ use crate::postgres::recovery::{self, Outcome, Recovery};
 use crate::postgres::roles;
 use crate::postgres::sql::Db;
 
-/// Files downloaded at once.
+/// Files fetched at once, each decompressed, checked, written and synced
+/// on a blocking thread of its own (the async side only moves bytes).
 const CONCURRENCY: usize = 4;
 
 /// The leader's view of the cluster for a restore.
@@ -98,9 +99,15 @@ impl<'a> Restorer<'a> {
         if incoming.exists() {
             std::fs::remove_dir_all(&incoming).context("cannot clear an unfinished restore")?;
         }
+        let options = files::Options {
+            concurrency: CONCURRENCY,
+            owner: server
+                .user
+                .switch
+                .then_some((server.user.uid, server.user.gid)),
+        };
         let fetched = rt
-            .block_on(files::files(repo, record, &incoming, CONCURRENCY, progress))
-            .and_then(|()| server.user.chown_tree(&incoming))
+            .block_on(files::files(repo, record, &incoming, &options, progress))
             .and_then(|()| verify(self, &incoming));
         if let Err(err) = fetched {
             let _ = std::fs::remove_dir_all(&incoming);

@@ -116,6 +116,11 @@ impl Workload {
         })
     }
 
+    /// The storage's location, when a hook has found it before.
+    pub fn cached_storage(ctx: &Context) -> Option<PathBuf> {
+        UnitCache::load(&ctx.charm_dir).storage
+    }
+
     /// What the cache knows without asking Juju: the storage, the binaries
     /// and the server's OS user; None before the first full hook.
     pub fn cached(ctx: &Context) -> Result<Option<(PathBuf, Binaries, ServerUser)>> {

@@ -140,6 +140,7 @@ fn files_a_kept_backup_uses_are_never_removed() {
         mode: 0o600,
         mtime: 0,
         sha256: None,
+        crc32c: None,
         object: Some(format!("backups/{}/data/base/1/1259.zst", day(1)[0])),
         stored: 100,
         target: None,

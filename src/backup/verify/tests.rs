@@ -55,6 +55,7 @@ async fn stored(
         mtime: 0,
         mode: 0o600,
         sha256: Some(digest.sha256),
+        crc32c: None,
         object: Some(format!("{dir}/data/base/1/1259.zst")),
         stored: 0,
         target: None,
