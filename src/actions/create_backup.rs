@@ -85,8 +85,7 @@ fn create(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
         backup: id.clone(),
         since: id.clone(),
     };
-    let mut members: Vec<String> = peers.members.keys().cloned().collect();
-    members.push(ctx.unit.clone());
+    let members = peers.units(ctx);
     rt.block_on(lock::acquire(&repo, &holder, &members))?;
 
     // Take it: from a replica, through the primary for the WAL switch.

@@ -50,8 +50,7 @@ fn delete(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
 
     // No backup or restore runs meanwhile.
     let peers = Peers::load(tools, ctx)?.context("the peer relation does not exist yet")?;
-    let mut members: Vec<String> = peers.members.keys().cloned().collect();
-    members.push(ctx.unit.clone());
+    let members = peers.units(ctx);
     let holder = Holder {
         unit: ctx.unit.clone(),
         backup: format!("delete {id}"),

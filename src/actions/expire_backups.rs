@@ -39,8 +39,7 @@ fn expire_now(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
     // Under the backup lock: the backups it lets go, then their WAL.
     let rt = runtime()?;
     let peers = Peers::load(tools, ctx)?.context("the peer relation does not exist yet")?;
-    let mut members: Vec<String> = peers.members.keys().cloned().collect();
-    members.push(ctx.unit.clone());
+    let members = peers.units(ctx);
     let now = chrono::Utc::now();
     let holder = Holder {
         unit: ctx.unit.clone(),

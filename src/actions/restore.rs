@@ -120,8 +120,7 @@ pub fn run(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
         backup: format!("restore {id}"),
         since: id.clone(),
     };
-    let mut members: Vec<String> = unit.peers.members.keys().cloned().collect();
-    members.push(ctx.unit.clone());
+    let members = unit.peers.units(ctx);
     rt.block_on(lock::acquire(&repo, &holder, &members))?;
     let from = source.as_ref().map(|s| (&s.repo, &s.settings));
     let restored = restore(&mut unit, &rt, (&repo, &settings), from, &plan);

@@ -168,6 +168,16 @@ impl BackupRecord {
     pub fn is_finished_backup(&self) -> bool {
         self.is_finished() && self.kind.is_backup()
     }
+
+    /// When the record says it finished (ids and times are whole seconds).
+    pub fn finished_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        let text = self.finish_time.as_deref()?;
+        Some(
+            chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%SZ")
+                .ok()?
+                .and_utc(),
+        )
+    }
 }
 
 /// `backups/<id>/` — everything of one backup.
@@ -204,6 +214,32 @@ pub async fn load(repo: &Repo, id: &str) -> Result<Option<BackupRecord>> {
         Err(object_store::Error::NotFound { .. }) => Ok(None),
         Err(err) => Err(err).with_context(|| format!("cannot read the record of backup {id}")),
     }
+}
+
+/// The WAL segment a backup starts in, from its `backup_label`
+/// (`START WAL LOCATION: 0/2000028 (file 000000010000000000000002)`).
+pub async fn start_segment(repo: &Repo, id: &str) -> Result<String> {
+    let key = ObjectPath::from(format!("{}/backup_label", backup_dir(id)));
+    let label = match repo.store.get(&key).await {
+        Ok(found) => found
+            .bytes()
+            .await
+            .with_context(|| format!("cannot read {key}"))?,
+        Err(object_store::Error::NotFound { .. }) => anyhow::bail!("{key} is missing"),
+        Err(err) => return Err(err).with_context(|| format!("cannot read {key}")),
+    };
+    String::from_utf8_lossy(&label)
+        .lines()
+        .find_map(|line| {
+            let file = line
+                .strip_prefix("START WAL LOCATION: ")?
+                .split("(file ")
+                .nth(1)?
+                .strip_suffix(')')?;
+            (file.len() == 24 && file.bytes().all(|b| b.is_ascii_hexdigit()))
+                .then(|| file.to_owned())
+        })
+        .with_context(|| format!("{key} names no start segment"))
 }
 
 /// Every backup in the repository, sorted by id (ids sort by time). A

@@ -26,7 +26,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use anyhow::{bail, Context as _, Result};
-use chrono::{DateTime, Duration, NaiveDateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use futures::{StreamExt as _, TryStreamExt as _};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt as _};
@@ -83,7 +83,7 @@ pub fn expired(records: &[BackupRecord], policy: Policy, now: DateTime<Utc>) -> 
     let mut fulls: Vec<(&BackupRecord, DateTime<Utc>)> = records
         .iter()
         .filter(|r| r.kind == BackupKind::Full && r.is_finished())
-        .filter_map(|r| Some((r, ended(r)?)))
+        .filter_map(|r| Some((r, r.finished_at()?)))
         .collect();
     fulls.sort_by(|a, b| (b.1, &b.0.id).cmp(&(a.1, &a.0.id)));
     let Some(newest) = fulls.first() else {
@@ -124,16 +124,6 @@ pub fn expired(records: &[BackupRecord], policy: Policy, now: DateTime<Utc>) -> 
         })
         .map(|r| r.id.clone())
         .collect()
-}
-
-/// When a record says it finished.
-fn ended(record: &BackupRecord) -> Option<DateTime<Utc>> {
-    let text = record.finish_time.as_deref()?;
-    Some(
-        NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%SZ")
-            .ok()?
-            .and_utc(),
-    )
 }
 
 /// Refuses to remove `ids` when a backup that stays uses their files: the
@@ -210,34 +200,12 @@ async fn remove_all(store: &dyn ObjectStore, prefix: Option<&ObjectPath>) -> Res
     remove_matching(store, prefix, |_| false).await
 }
 
-/// The first WAL segment a backup needs, from its `backup_label`
-/// (`START WAL LOCATION: 0/2000028 (file 000000010000000000000002)`).
-async fn first_segment(repo: &Repo, id: &str) -> Result<String> {
-    let key = ObjectPath::from(format!("{}/backup_label", catalog::backup_dir(id)));
-    let label = repo
-        .store
-        .get(&key)
-        .await
-        .with_context(|| format!("cannot read {key}"))?
-        .bytes()
-        .await
-        .with_context(|| format!("cannot read {key}"))?;
-    let text = String::from_utf8_lossy(&label);
-    text.lines()
-        .find_map(|line| {
-            let rest = line.strip_prefix("START WAL LOCATION: ")?;
-            let file = rest.split("(file ").nth(1)?.strip_suffix(')')?;
-            (file.len() == 24).then(|| file.to_owned())
-        })
-        .with_context(|| format!("{key} names no start segment"))
-}
-
 /// Removes the WAL that no backup in `kept` needs; returns the number of
 /// objects removed. Nothing goes when no finished backup is kept.
 pub async fn prune_wal(repo: &Repo, kept: &[&BackupRecord]) -> Result<usize> {
     let mut first: Option<String> = None;
     for record in kept.iter().filter(|r| r.is_finished_backup()) {
-        let segment = first_segment(repo, &record.id).await?;
+        let segment = catalog::start_segment(repo, &record.id).await?;
         // Timelines aside: the log and segment numbers order the WAL.
         let position = segment[8..].to_owned();
         if first.as_ref().is_none_or(|f| position < *f) {

@@ -22,3 +22,16 @@ pub mod upload;
 pub mod verify;
 pub mod wal;
 pub mod walk;
+
+/// What the engine's unit tests share.
+#[cfg(test)]
+pub(crate) mod testing {
+    /// Runs a future to completion on a runtime of its own.
+    pub fn run<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+}

@@ -204,13 +204,7 @@ mod tests {
         .unwrap()
     }
 
-    fn run<T>(f: impl std::future::Future<Output = T>) -> T {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(f)
-    }
+    use crate::backup::testing::run;
 
     #[test]
     fn a_note_kept_while_s3_is_down_is_written_when_it_is_back() {

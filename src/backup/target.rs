@@ -562,7 +562,7 @@ fn to_time(
         let earliest = records
             .iter()
             .filter(|r| r.is_finished_backup())
-            .filter_map(ended)
+            .filter_map(BackupRecord::finished_at)
             .min();
         match earliest {
             None => bail!("{anchor} (there is no finished backup: take a backup first)"),
@@ -621,7 +621,7 @@ fn latest_on_line<'a>(
     records
         .iter()
         .filter(|r| r.is_finished_backup() && on_line(records, r, line))
-        .filter_map(|r| Some((ended(r)?, r)))
+        .filter_map(|r| Some((r.finished_at()?, r)))
         .filter(|(end, _)| by.is_none_or(|by| *end <= by))
         .max_by(|(a, ra), (b, rb)| (a, &ra.id).cmp(&(b, &rb.id)))
         .map(|(_, r)| r)
@@ -701,18 +701,9 @@ fn timeline_of(row: &BackupRecord) -> Result<u32> {
         .with_context(|| format!("the record of {} has no timeline", row.id))
 }
 
-/// When a record says it finished.
-fn ended(row: &BackupRecord) -> Option<DateTime<Utc>> {
-    let text = row.finish_time.as_deref()?;
-    Some(
-        NaiveDateTime::parse_from_str(text, ID_FORMAT)
-            .ok()?
-            .and_utc(),
-    )
-}
-
 fn finish_of(row: &BackupRecord) -> Result<DateTime<Utc>> {
-    ended(row).with_context(|| format!("the record of backup {} has no valid finish time", row.id))
+    row.finished_at()
+        .with_context(|| format!("the record of backup {} has no valid finish time", row.id))
 }
 
 /// A time as messages show it: `2026-11-22T10:00:00Z` (with a fraction when

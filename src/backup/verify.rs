@@ -189,13 +189,7 @@ async fn digest(repo: &Repo, object: &str) -> Result<String> {
 /// The first and last WAL segments of a backup: the one its label says it
 /// starts in, and the one holding its stop point, on the same timeline.
 async fn wal_range(repo: &Repo, record: &BackupRecord) -> Result<(String, String)> {
-    let key = ObjectPath::from(format!("{}/backup_label", catalog::backup_dir(&record.id)));
-    let label = match repo.store.get(&key).await {
-        Ok(found) => found.bytes().await?,
-        Err(err) => bail!(missing(&key, err)),
-    };
-    let first = file_after(&String::from_utf8_lossy(&label), "START WAL LOCATION: ")
-        .with_context(|| format!("{key} names no start segment"))?;
+    let first = catalog::start_segment(repo, &record.id).await?;
     let stop = record
         .stop_lsn
         .as_deref()
@@ -209,16 +203,6 @@ async fn wal_range(repo: &Repo, record: &BackupRecord) -> Result<(String, String
         segment % SEGMENTS_PER_LOG
     );
     Ok((first, last))
-}
-
-/// The segment named on the line starting with `lead`:
-/// `<lead>0/2000028 (file 000000010000000000000002)`.
-fn file_after(text: &str, lead: &str) -> Option<String> {
-    text.lines().find_map(|line| {
-        let file = line.strip_prefix(lead)?.split("(file ").nth(1)?;
-        let file = file.strip_suffix(')')?;
-        (file.len() == 24 && file.bytes().all(|b| b.is_ascii_hexdigit())).then(|| file.to_owned())
-    })
 }
 
 /// Every segment from `first` to `last`, on `first`'s timeline.

@@ -319,13 +319,7 @@ mod tests {
         first_delay: Duration::from_millis(1),
     };
 
-    fn run<T>(f: impl std::future::Future<Output = T>) -> T {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(f)
-    }
+    use crate::backup::testing::run;
 
     fn wal_file(dir: &FsPath, name: &str, seed: u8) -> (std::path::PathBuf, Vec<u8>) {
         let bytes: Vec<u8> = (0..1_000_000u32).map(|i| (i % 97) as u8 ^ seed).collect();

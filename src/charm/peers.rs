@@ -50,6 +50,13 @@ pub struct Peers {
 }
 
 impl Peers {
+    /// Every unit of the cluster: the peers and this one.
+    pub fn units(&self, ctx: &Context) -> Vec<String> {
+        let mut units: Vec<String> = self.members.keys().cloned().collect();
+        units.push(ctx.unit.clone());
+        units
+    }
+
     /// Reads the peer relation; `None` before Juju has created it.
     pub fn load(tools: &dyn HookTools, ctx: &Context) -> Result<Option<Self>> {
         let ids = tools

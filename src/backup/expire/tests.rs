@@ -159,13 +159,7 @@ fn files_a_kept_backup_uses_are_never_removed() {
     check_removable(&records, &day(1)).unwrap();
 }
 
-fn run<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
+use crate::backup::testing::run;
 
 async fn put(repo: &Repo, key: &str, body: &str) {
     repo.store

@@ -662,13 +662,7 @@ fn history_files_parse_as_postgresql_writes_them() {
     }
 }
 
-fn run<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
+use crate::backup::testing::run;
 
 /// Archives `name` with `content` as archive_command would.
 fn push(repo: &Repo, dir: &FsPath, name: &str, content: &[u8]) {

@@ -11,13 +11,7 @@ use super::*;
 use crate::backup::catalog::FileRecord;
 use crate::backup::codec;
 
-fn run<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
+use crate::backup::testing::run;
 
 async fn put(repo: &Repo, key: &str, body: Vec<u8>) {
     repo.store
