@@ -19,7 +19,25 @@ fn main() -> ExitCode {
     if let Some(code) = charm::trash::dispatch(&args) {
         return code;
     }
-    let env: HashMap<String, String> = std::env::vars().collect();
+    // The backup timer: no Juju context; it has Juju run the ticks.
+    if let Some(code) = charm::timer::dispatch(&args) {
+        return code;
+    }
+    let mut env: HashMap<String, String> = std::env::vars().collect();
+    // The backup timer's tick, which Juju runs through juju-exec: a hook
+    // context without a dispatch path.
+    let tick = match charm::timer::tick_args(&args) {
+        Some(Ok(at)) => Some(at),
+        Some(Err(err)) => {
+            eprintln!("ERROR {err:#}");
+            return ExitCode::from(2);
+        }
+        None => None,
+    };
+    if tick.is_some() {
+        env.entry("JUJU_DISPATCH_PATH".into())
+            .or_insert_with(|| charm::timer::TICK.into());
+    }
     let ctx = match Context::from_env(&env) {
         Ok(ctx) => ctx,
         Err(err) => {
@@ -32,5 +50,8 @@ fn main() -> ExitCode {
     // Only fails if a subscriber is already set, which nothing here does.
     let _ = tracing::subscriber::set_global_default(subscriber);
 
-    charm::run(&ctx, &ProcessTools)
+    match tick {
+        Some(at) => charm::tick(&ctx, &ProcessTools, at),
+        None => charm::run(&ctx, &ProcessTools),
+    }
 }

@@ -29,5 +29,8 @@ fn main() {
     if let Some(tool) = client::tool_name(&argv0) {
         std::process::exit(client::run(tool, args.collect()));
     }
+    if cli::is_juju_exec(&argv0) {
+        std::process::exit(cli::juju_exec(&argv0, args.collect()));
+    }
     std::process::exit(cli::main(args.collect()));
 }

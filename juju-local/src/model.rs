@@ -229,6 +229,9 @@ pub struct Model {
     pub queue: Vec<QueuedHook>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3_server: Option<S3Server>,
+    /// The driven clock's time (RFC 3339), or none for the machine's clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock: Option<String>,
 }
 
 /// The name of a model created without `JUJU_LOCAL_MODEL_NAME`.

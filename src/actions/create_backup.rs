@@ -1,17 +1,19 @@
 //! `create-backup [type=full|differential|incremental]`: a physical backup
-//! of the cluster into the repository, from the unit the TLS rule picks.
+//! of the cluster into the repository, from the unit the TLS rule picks;
+//! [`take`] is the backup itself, which scheduled backups run as well.
 
 use anyhow::{bail, Context as _, Result};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::backups::{self, repository};
-use crate::backup::catalog::{self, BackupKind};
+use crate::backup::catalog::{self, BackupKind, BackupRecord};
 use crate::backup::engine::{self, Request};
-use crate::backup::expire;
+use crate::backup::expire::{self, Expiry};
 use crate::backup::lock::{self, Holder};
 use crate::backup::outage;
 use crate::backup::pending::{self, Note};
+use crate::backup::schedule::{self, Due};
 use crate::charm::archiving;
 use crate::charm::cluster;
 use crate::charm::config::CharmConfig;
@@ -41,6 +43,58 @@ fn create(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
     let params: Params = action::params(tools)?;
     let kind: BackupKind = params.kind.parse()?;
 
+    // Take it, with progress in the action's log.
+    let progress = |line: &str| action::log(tools, line);
+    let order = Order {
+        kind,
+        scheduled: None,
+        progress: &progress,
+    };
+    let Taken::Backup { record, expiry } = take(ctx, tools, &order)? else {
+        bail!("the backup was not taken");
+    };
+
+    // What it stored, what it warns of, what retention removed.
+    let mut results = json!({ "backup-status": "backup created", "backup-id": record.id });
+    if let Some(warning) = engine::bad_pages(&record.files) {
+        results["warnings"] = warning.into();
+    }
+    match expiry {
+        Some(Ok(expired)) if !expired.backups.is_empty() => {
+            results["expired-backups"] = expired.backups.join(", ").into();
+        }
+        Some(Err(err)) => {
+            results["retention-error"] = format!("{err:#}").into();
+        }
+        _ => {}
+    }
+    action::set_results(tools, &results)
+}
+
+/// What to take, and for whom.
+pub struct Order<'a> {
+    pub kind: BackupKind,
+    /// The schedule's occurrence, for a scheduled backup: it is not taken
+    /// when another unit's scheduled backup covered it in the meantime.
+    pub scheduled: Option<&'a Due>,
+    /// Progress for whoever waits.
+    pub progress: &'a dyn Fn(&str),
+}
+
+/// What [`take`] did.
+pub enum Taken {
+    /// The backup, finished, and what retention did after it.
+    Backup {
+        record: Box<BackupRecord>,
+        expiry: Option<Result<Expiry>>,
+    },
+    /// Nothing: a scheduled backup another unit took while this one waited.
+    Covered,
+}
+
+/// Takes a backup on this unit, under the cluster's backup lock, then
+/// applies retention; a failed backup is an error with the anchor's message.
+pub fn take(ctx: &Context, tools: &dyn HookTools, order: &Order<'_>) -> Result<Taken> {
     // The repository must be set up, reachable and this cluster's.
     let (s3_state, settings, repo) = repository(ctx, tools)?;
     let config = CharmConfig::load(tools)?;
@@ -72,11 +126,20 @@ fn create(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
         bail!("Unit cannot perform backups as TLS is not enabled");
     }
 
-    // What it builds on.
+    // What it builds on; a schedule's first differential or incremental
+    // backup is a full one, as there is nothing to build on yet.
     let system_identifier = server.system_identifier()?;
     let records = rt.block_on(catalog::list(&repo))?;
-    let reference = catalog::reference_for(kind, &records, &system_identifier)?
-        .and_then(|id| records.iter().find(|r| r.id == id).cloned());
+    let reference = match catalog::reference_for(order.kind, &records, &system_identifier) {
+        Err(_) if order.scheduled.is_some() => None,
+        found => found?,
+    };
+    let kind = if reference.is_none() {
+        BackupKind::Full
+    } else {
+        order.kind
+    };
+    let reference = reference.and_then(|id| records.iter().find(|r| r.id == id).cloned());
 
     // One backup at a time across the cluster.
     let id = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
@@ -87,6 +150,18 @@ fn create(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
     };
     let members = peers.units(ctx);
     rt.block_on(lock::acquire(&repo, &holder, &members))?;
+
+    // A scheduled backup another unit took while this one was deciding.
+    if let Some(due) = order.scheduled {
+        let covered = rt
+            .block_on(catalog::list(&repo))
+            .map(|now| schedule::covered(&now, due.kind, due.occurrence));
+        if !matches!(covered, Ok(false)) {
+            rt.block_on(lock::release(&repo, &holder))?;
+            covered?;
+            return Ok(Taken::Covered);
+        }
+    }
 
     // Take it: from a replica, through the primary for the WAL switch.
     tools.status_set(
@@ -100,7 +175,6 @@ fn create(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
         let passwords = passwords::load(tools, &peers.app_data)?;
         Some(cluster::connect_primary(ctx, &peers, &passwords)?)
     };
-    let progress = |line: &str| action::log(tools, line);
     let request = Request {
         id: id.clone(),
         kind,
@@ -111,7 +185,10 @@ fn create(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
         system_identifier,
         concurrency: CONCURRENCY,
         primary: primary.as_ref(),
-        progress: &progress,
+        progress: order.progress,
+        scheduled: order
+            .scheduled
+            .map(|due| schedule::format_time(due.occurrence)),
     };
     let taken = engine::take(&rt, &repo, &db, &request);
 
@@ -119,6 +196,7 @@ fn create(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
     let expiry = taken.is_ok().then(|| {
         backups::policy(tools, &config)
             .and_then(|policy| rt.block_on(expire::apply(&repo, policy, chrono::Utc::now())))
+            .map_err(outage::explain)
     });
     let released = rt.block_on(lock::release(&repo, &holder));
     let _ = cluster::update_status(ctx, tools);
@@ -154,22 +232,14 @@ fn create(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
         tracing::warn!("the backup lock stays held by {}: {err:#}", ctx.unit);
     }
     tracing::info!("backup {} created in {}", record.id, settings.bucket);
-
-    let mut results = json!({ "backup-status": "backup created", "backup-id": record.id });
     if let Some(warning) = engine::bad_pages(&record.files) {
         tracing::warn!("backup {}: {warning}", record.id);
-        results["warnings"] = warning.into();
     }
-    match expiry {
-        Some(Ok(expired)) if !expired.backups.is_empty() => {
-            results["expired-backups"] = expired.backups.join(", ").into();
-        }
-        Some(Err(err)) => {
-            let err = outage::explain(err);
-            tracing::warn!("retention after backup {id}: {err:#}");
-            results["retention-error"] = format!("{err:#}").into();
-        }
-        _ => {}
+    if let Some(Err(err)) = &expiry {
+        tracing::warn!("retention after backup {id}: {err:#}");
     }
-    action::set_results(tools, &results)
+    Ok(Taken::Backup {
+        record: Box::new(record),
+        expiry,
+    })
 }

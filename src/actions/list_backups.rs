@@ -203,6 +203,7 @@ mod tests {
             database_bytes: 0,
             stored_bytes: 0,
             files: Vec::new(),
+            scheduled: None,
         }
     }
 

@@ -1,7 +1,7 @@
 //! The actions, one module each; every `run()` is a narrated list of steps.
 
-mod backups;
-mod create_backup;
+pub(crate) mod backups;
+pub(crate) mod create_backup;
 mod delete_backup;
 mod expire_backups;
 mod get_password;

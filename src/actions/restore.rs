@@ -310,6 +310,7 @@ fn restore_record(
         database_bytes: 0,
         stored_bytes: 0,
         files: Vec::new(),
+        scheduled: None,
     }
 }
 

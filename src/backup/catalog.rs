@@ -156,6 +156,10 @@ pub struct BackupRecord {
     pub stored_bytes: u64,
     #[serde(default)]
     pub files: Vec<FileRecord>,
+    /// For a scheduled backup: the occurrence of its schedule it was taken
+    /// for (see `schedule`); none for one taken by an action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled: Option<String>,
 }
 
 impl BackupRecord {
@@ -285,6 +289,7 @@ fn cut_off(id: &str) -> BackupRecord {
         database_bytes: 0,
         stored_bytes: 0,
         files: Vec::new(),
+        scheduled: None,
     }
 }
 

@@ -40,6 +40,8 @@ pub struct Request<'a> {
     pub primary: Option<&'a Db>,
     /// Progress for whoever waits (action-log).
     pub progress: &'a dyn Fn(&str),
+    /// The schedule's occurrence it is taken for, when a schedule took it.
+    pub scheduled: Option<String>,
 }
 
 /// The runtime the engine's uploads run on. A repository's HTTP client
@@ -87,6 +89,7 @@ pub fn take(
         database_bytes: 0,
         stored_bytes: 0,
         files: Vec::new(),
+        scheduled: req.scheduled.clone(),
     };
     let outcome = run(rt, repo, db, req, &mut record).map_err(outage::explain);
     record.finish_time = Some(chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string());

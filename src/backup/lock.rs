@@ -3,7 +3,7 @@
 //! member of the cluster (or is the caller itself, which runs one action at
 //! a time) is stale and taken over.
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
@@ -11,6 +11,17 @@ use serde::{Deserialize, Serialize};
 use super::repo::Repo;
 
 const LOCK: &str = "locks/backup.json";
+
+/// The lock is held by a live member: a scheduled backup waits for the
+/// next tick, an action fails with this message.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "another backup ({}) is running on {} since {}: wait for it to finish",
+    .0.backup,
+    .0.unit,
+    .0.since
+)]
+pub struct Busy(pub Holder);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Holder {
@@ -36,12 +47,7 @@ pub async fn acquire(repo: &Repo, me: &Holder, members: &[String]) -> Result<()>
     };
     let stale = holder.unit == me.unit || !members.contains(&holder.unit);
     if !stale {
-        bail!(
-            "another backup ({}) is running on {} since {}: wait for it to finish",
-            holder.backup,
-            holder.unit,
-            holder.since
-        );
+        return Err(Busy(holder).into());
     }
     tracing::warn!("taking over a stale backup lock held by {}", holder.unit);
     repo.store
@@ -94,6 +100,7 @@ mod tests {
         acquire(&repo, &holder("pg/0"), &members).await.unwrap();
         let err = acquire(&repo, &holder("pg/1"), &members).await.unwrap_err();
         assert!(err.to_string().contains("running on pg/0"), "{err}");
+        assert!(err.downcast_ref::<Busy>().is_some());
         release(&repo, &holder("pg/0")).await.unwrap();
         acquire(&repo, &holder("pg/1"), &members).await.unwrap();
         // A holder that left the cluster does not block the others.

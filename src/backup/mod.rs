@@ -15,6 +15,7 @@ pub mod pending;
 pub mod pgmanifest;
 pub mod repo;
 pub mod restore;
+pub mod schedule;
 pub mod settings;
 pub mod siblings;
 pub mod target;

@@ -386,6 +386,7 @@ mod tests {
             database_bytes: 0,
             stored_bytes: 0,
             files,
+            scheduled: None,
         };
         (repo, record)
     }

@@ -5,6 +5,8 @@ use anyhow::{Context as _, Result};
 use serde::Deserialize;
 
 use super::outcome::Blocked;
+use crate::backup::catalog::BackupKind;
+use crate::backup::schedule::{Schedule, Schedules};
 use crate::juju::HookTools;
 use crate::postgres::conf::Profile;
 
@@ -17,6 +19,8 @@ pub struct CharmConfig {
     /// `backup-retention-days`: days of point-in-time recovery to keep,
     /// over the s3-integrator's `delete-older-than-days`.
     pub retention_days: Option<u32>,
+    /// `backup-schedule-*`: when backups are taken without an action.
+    pub schedules: Schedules,
 }
 
 #[derive(Deserialize)]
@@ -25,6 +29,9 @@ struct Raw {
     profile: Option<String>,
     backup_retention_full: Option<i64>,
     backup_retention_days: Option<i64>,
+    backup_schedule_full: Option<String>,
+    backup_schedule_differential: Option<String>,
+    backup_schedule_incremental: Option<String>,
 }
 
 impl CharmConfig {
@@ -40,6 +47,11 @@ impl CharmConfig {
             profile,
             retention_full: count("backup-retention-full", raw.backup_retention_full)?,
             retention_days: count("backup-retention-days", raw.backup_retention_days)?,
+            schedules: schedules([
+                (BackupKind::Full, raw.backup_schedule_full),
+                (BackupKind::Differential, raw.backup_schedule_differential),
+                (BackupKind::Incremental, raw.backup_schedule_incremental),
+            ])?,
         })
     }
 }
@@ -54,6 +66,21 @@ fn count(name: &str, value: Option<i64>) -> Result<Option<u32>> {
         ))
         .into()),
     }
+}
+
+/// The schedule options, each a cron expression or empty; a bad one blocks.
+fn schedules<const N: usize>(options: [(BackupKind, Option<String>); N]) -> Result<Schedules> {
+    let mut schedules = Vec::new();
+    for (kind, value) in options {
+        let expression = value.unwrap_or_default();
+        if expression.trim().is_empty() {
+            continue;
+        }
+        let schedule = Schedule::parse(kind, &expression)
+            .map_err(|err| Blocked(format!("invalid backup-schedule-{kind}: {err:#}")))?;
+        schedules.push(schedule);
+    }
+    Ok(Schedules::new(schedules))
 }
 
 #[cfg(test)]
@@ -92,6 +119,34 @@ mod tests {
         assert_eq!(
             err.downcast_ref::<Blocked>().expect("a bad value blocks").0,
             "invalid backup-retention-days=-3: set a whole number of 1 or more, or 0 for no limit"
+        );
+    }
+
+    #[test]
+    fn a_bad_schedule_blocks_with_what_is_wrong() {
+        let tools = FakeTools::new("postgresql/0", true);
+        tools.state.borrow_mut().config = json!({
+            "backup-schedule-full": "0 3 * * 0",
+            "backup-schedule-incremental": "*/15 * * * *",
+            "backup-schedule-differential": ""
+        })
+        .as_object()
+        .unwrap()
+        .clone();
+        let config = CharmConfig::load(&tools).unwrap();
+        assert_eq!(
+            config.schedules.describe(),
+            "full=0 3 * * 0; incremental=*/15 * * * *"
+        );
+        tools.state.borrow_mut().config = json!({"backup-schedule-incremental": "hourly"})
+            .as_object()
+            .unwrap()
+            .clone();
+        let err = CharmConfig::load(&tools).unwrap_err();
+        assert_eq!(
+            err.downcast_ref::<Blocked>().expect("a bad value blocks").0,
+            "invalid backup-schedule-incremental: \"hourly\" has 1 fields, not the five of a \
+             cron expression (minute hour day-of-month month day-of-week, in UTC), e.g. \"0 3 * * *\""
         );
     }
 

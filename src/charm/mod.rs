@@ -10,6 +10,8 @@ pub mod passwords;
 pub mod peers;
 pub mod restore;
 pub mod s3;
+pub mod scheduled;
+pub mod timer;
 pub mod tls;
 pub mod trash;
 pub mod workload;
@@ -17,6 +19,7 @@ pub mod workload;
 use std::process::ExitCode;
 
 use anyhow::Result;
+use chrono::{DateTime, Utc};
 
 use self::event::{Endpoint, Event, RelationEvent};
 use crate::actions;
@@ -29,18 +32,39 @@ pub fn run(ctx: &Context, tools: &dyn HookTools) -> ExitCode {
     match Event::from_dispatch_path(&ctx.dispatch_path) {
         Event::Action(action) => outcome::finish_action(tools, actions::run(ctx, tools, &action)),
         hook => {
-            // What an earlier restore replaced goes now, if it is not gone yet.
-            if !matches!(
+            let leaving = matches!(
                 hook,
                 Event::Stop | Event::Remove | Event::StorageDetaching(_)
-            ) {
-                if let Some(storage) = workload::Workload::cached_storage(ctx) {
+            );
+            if let Some(storage) = workload::Workload::cached_storage(ctx) {
+                if leaving {
+                    // No more scheduled backups from a unit going away.
+                    if let Err(err) = timer::disarm(&storage) {
+                        tracing::warn!("{err:#}");
+                    }
+                } else {
+                    // What an earlier restore replaced goes now, if it is
+                    // not gone yet.
                     trash::empty_in_background(&storage);
                 }
             }
-            outcome::finish_hook(tools, handle_hook(ctx, tools, &hook))
+            let handled = handle_hook(ctx, tools, &hook);
+            // The backup timer runs while a schedule is set (the hook may
+            // just have set it).
+            if !leaving {
+                if let Some(storage) = workload::Workload::cached_storage(ctx) {
+                    timer::keep_running(&ctx.unit, &storage);
+                }
+            }
+            outcome::finish_hook(tools, handled)
         }
     }
+}
+
+/// Runs one tick of the backup timer (`backup-tick`), at `at` or now.
+pub fn tick(ctx: &Context, tools: &dyn HookTools, at: Option<DateTime<Utc>>) -> ExitCode {
+    let _span = tracing::info_span!("dispatch", name = timer::TICK).entered();
+    outcome::finish_hook(tools, scheduled::tick(ctx, tools, at))
 }
 
 fn handle_hook(ctx: &Context, tools: &dyn HookTools, event: &Event) -> Result<()> {

@@ -33,7 +33,7 @@ fn install_tools(md: &ModelDir) -> Result<()> {
     let bin = md.bin_dir();
     create_dir_shared(&bin)?;
     let exe = std::env::current_exe().context("cannot find the juju-local binary")?;
-    for tool in crate::client::TOOLS {
+    for tool in crate::client::TOOLS.iter().chain([&super::JUJU_EXEC]) {
         let link = bin.join(tool);
         let _ = std::fs::remove_file(&link);
         std::os::unix::fs::symlink(&exe, &link)

@@ -92,14 +92,54 @@ pub fn exec(dir: &Path, args: &[String]) -> Result<i32> {
     if let Some(a) = get(&["remote-app"]) {
         hook.remote_app = Some(a);
     }
-    let ctx = crate::settle::context(&md, &model, hook)?;
-    let r = runner::run(&md, ctx, Program::Command(command), Output::Inherit)?;
-    let base = std::mem::take(&mut model);
-    model = r.ctx.finish(base, r.code == 0);
-    md.save(&model)?;
-    let errors = crate::settle::settle(&md, &mut model)?;
+    run_in(&md, &mut model, hook, command)
+}
+
+/// Runs `command` in the hook context `hook` describes, then settles; the
+/// command's exit code, else settling's.
+pub fn run_in(
+    md: &ModelDir,
+    model: &mut Model,
+    hook: QueuedHook,
+    command: Vec<String>,
+) -> Result<i32> {
+    let ctx = crate::settle::context(md, model, hook)?;
+    let r = runner::run(md, ctx, Program::Command(command), Output::Inherit)?;
+    let base = std::mem::take(model);
+    *model = r.ctx.finish(base, r.code == 0);
+    md.save(model)?;
+    let errors = crate::settle::settle(md, model)?;
     let settled = report(&errors);
     Ok(if r.code != 0 { r.code } else { settled })
+}
+
+/// `juju-exec [-u] <unit> <command> [args ...]`, as a machine's processes
+/// run it (the charm's own timers): refused while the model's clock is
+/// driven, as `juju-local clock advance` stands in for the machine's time.
+pub fn juju_exec(dir: &Path, args: &[String]) -> Result<i32> {
+    let (unit, command) = match args {
+        [flag, unit, command @ ..] if flag == "-u" => (unit, command),
+        [unit, command @ ..] if !unit.starts_with('-') => (unit, command),
+        _ => bail!("usage: juju-exec [-u] <unit-name> <commands>"),
+    };
+    if command.is_empty() {
+        bail!("no commands specified");
+    }
+    let md = ModelDir::open(dir, false)?;
+    let mut model = md.load()?;
+    if let Some(clock) = &model.clock {
+        bail!(
+            "the model's clock is driven (at {clock}): commands run at its times through \
+             `juju-local clock advance`, not from the units' own timers"
+        );
+    }
+    model.unit(unit)?;
+    run_in(
+        &md,
+        &mut model,
+        QueuedHook::simple(unit, ""),
+        command.to_vec(),
+    )
 }
 
 /// Units named by `target`: a unit, or every unit of an app.

@@ -3,13 +3,14 @@
 //! into `ERROR hook "<name>" failed on <unit>: exit status N` and exit 1.
 
 mod action;
+mod clock;
 mod deploy;
 mod destroy;
 mod exec;
 mod s3;
 mod status;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 
@@ -34,6 +35,7 @@ commands:
   destroy-model [--force]
   s3-server [--dir D] [--address 127.0.0.1:0] [--access-key K --secret-key S] [--bucket B ...]
   s3-server stop|start
+  clock [set <time> | real | advance <N>m <app> -- <cmd> [args ... {time} ...]]
 ";
 
 /// Runs the CLI; returns the process exit code.
@@ -68,6 +70,46 @@ fn default_model() -> PathBuf {
                 .join(".local/share")
         });
     data.join("juju-local/default")
+}
+
+/// The name a machine's processes run commands in a unit's hook context by.
+pub const JUJU_EXEC: &str = "juju-exec";
+
+/// True when started as `juju-exec` (the symlink in `<model>/bin`).
+pub fn is_juju_exec(argv0: &str) -> bool {
+    Path::new(argv0).file_name().and_then(|n| n.to_str()) == Some(JUJU_EXEC)
+}
+
+/// `juju-exec`: the model is the one whose `bin` holds the link it was
+/// started by (found on `PATH` when started by name alone).
+pub fn juju_exec(argv0: &str, args: Vec<String>) -> i32 {
+    let link = if argv0.contains('/') {
+        Some(PathBuf::from(argv0))
+    } else {
+        std::env::var_os("PATH").and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join(JUJU_EXEC))
+                .find(|link| link.exists())
+        })
+    };
+    let model = link
+        .as_deref()
+        .and_then(Path::parent)
+        .and_then(Path::parent)
+        .filter(|model| model.join("model.json").exists());
+    let result = match model {
+        Some(model) => exec::juju_exec(model, &args),
+        None => Err(anyhow::anyhow!(
+            "cannot find the model: juju-exec runs from a model's bin directory"
+        )),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ERROR {e:#}");
+            1
+        }
+    }
 }
 
 /// Splits `--model DIR` (anywhere before a `--`) from the rest.
@@ -147,6 +189,7 @@ fn dispatch(args: Vec<String>) -> Result<i32> {
         "resolve" | "resolved" => destroy::resolve(&dir, &rest),
         "destroy-model" => destroy::destroy(&dir, &rest),
         "s3-server" => s3::s3_server(&dir, &rest),
+        "clock" => clock::clock(&dir, &rest),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(0)

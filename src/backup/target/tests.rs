@@ -39,6 +39,7 @@ fn record(id: &str, kind: BackupKind, timeline: u32, stop_lsn: &str, finish: &st
         database_bytes: 0,
         stored_bytes: 0,
         files: Vec::new(),
+        scheduled: None,
     }
 }
 

@@ -16,6 +16,8 @@ use super::outcome::Waiting;
 use super::passwords::{self, Passwords, SystemUser};
 use super::peers::{PeerUnitData, Peers};
 use super::s3;
+use super::scheduled;
+use super::timer;
 use super::tls::{self, TlsPaths};
 use super::workload::Workload;
 use crate::juju::{Context, HookTools, Status, StatusKind};
@@ -56,6 +58,8 @@ pub fn reconcile(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
 
     // This unit's server, its certificate, and what the peers need to know.
     let mut workload = Workload::load(ctx, tools, &config)?;
+    let storage = workload.server.layout.storage.clone();
+    timer::arm(&storage, &config.schedules)?;
     let broken =
         ctx.relation.as_ref().map(|r| &r.id).filter(|_| {
             ctx.dispatch_path == format!("hooks/{CERTIFICATES_ENDPOINT}-relation-broken")
@@ -92,7 +96,7 @@ pub fn reconcile(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
         }
         (status, _) => status,
     };
-    tools.status_set(false, &status)
+    tools.status_set(false, &scheduled::with_notice(&storage, status))
 }
 
 impl Cluster<'_> {
@@ -134,6 +138,7 @@ pub fn update_status(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
     } else {
         Status::new(StatusKind::Active, primary::STATUS)
     };
+    let status = scheduled::with_notice(&server.layout.storage, status);
     tools.status_set(false, &status)
 }
 
