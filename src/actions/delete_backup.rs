@@ -34,6 +34,9 @@ fn delete(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
     // A backup id, of the form list-backups shows.
     let params: Params = action::params(tools)?;
     let id = params.backup_id.trim().to_owned();
+    if id.is_empty() {
+        bail!("backup-id is empty: give the id of the backup to delete, as list-backups shows it");
+    }
     target::requested(Some(&id), None)?;
 
     // The repository must be set up and this cluster's.

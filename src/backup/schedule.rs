@@ -87,12 +87,13 @@ impl Schedule {
                  (minute hour day-of-month month day-of-week, in UTC), e.g. \"0 3 * * *\""
             );
         }
-        let cron = Cron::new(expression)
-            .parse()
-            .map_err(|err| anyhow::anyhow!("{expression:?} is not a cron expression: {err}"))?;
+        let cron = Cron::new(expression).parse().map_err(|err| {
+            let reason = err.to_string().trim_end_matches('.').to_lowercase();
+            anyhow::anyhow!("{expression:?} is not a cron expression: {reason}")
+        })?;
         // An expression that can never match (31 February) is refused too.
         cron.find_next_occurrence(&Utc::now(), false)
-            .map_err(|err| anyhow::anyhow!("{expression:?} never occurs: {err}"))?;
+            .map_err(|_| anyhow::anyhow!("{expression:?} never occurs: no date matches it"))?;
         Ok(Self {
             kind,
             expression: expression.trim().to_owned(),

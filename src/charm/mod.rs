@@ -49,6 +49,9 @@ pub fn run(ctx: &Context, tools: &dyn HookTools) -> ExitCode {
                 }
             }
             let handled = handle_hook(ctx, tools, &hook);
+            if handled.is_err() {
+                cluster::remember_outcome(ctx, false);
+            }
             // The backup timer runs while a schedule is set (the hook may
             // just have set it).
             if !leaving {

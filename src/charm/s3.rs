@@ -118,10 +118,14 @@ pub fn load(ctx: &Context, tools: &dyn HookTools, leader: bool) -> Result<S3Stat
     let path = clean(&bag.path)
         .map(|p| p.trim_matches('/').to_owned())
         .unwrap_or_default();
+    let bucket = bucket.unwrap_or_default();
+    if let Some(problem) = invalid(&endpoint, &bucket, &path, &tls_ca_chain) {
+        return Ok(S3State::Incomplete(problem));
+    }
     Ok(S3State::Ready(Box::new(RepoSettings {
         endpoint: endpoint.trim_end_matches('/').to_owned(),
         region: clean(&bag.region),
-        bucket: bucket.unwrap_or_default(),
+        bucket,
         path: if path.is_empty() {
             String::new()
         } else {
@@ -134,6 +138,49 @@ pub fn load(ctx: &Context, tools: &dyn HookTools, leader: bool) -> Result<S3Stat
         secret_key: secret_key.unwrap_or_default(),
         repository: format!("{}.{}", ctx.model_name, ctx.app),
     })))
+}
+
+/// What is wrong with the relation's endpoint, bucket, path or CA chain,
+/// said so that the user knows what to set in the s3-integrator's config.
+fn invalid(endpoint: &str, bucket: &str, path: &str, chain: &[String]) -> Option<String> {
+    let host = endpoint
+        .strip_prefix("https://")
+        .or_else(|| endpoint.strip_prefix("http://"));
+    if host.is_none_or(|h| h.trim_end_matches('/').is_empty() || h.contains(char::is_whitespace)) {
+        return Some(format!(
+            "invalid endpoint {endpoint:?} in the s3-parameters relation: set the s3-integrator's \
+             endpoint to a URL with its scheme, e.g. https://s3.example.com"
+        ));
+    }
+    // Legacy regions still serve names with capitals and underscores.
+    let bucket_ok = (1..=255).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+    if !bucket_ok {
+        return Some(format!(
+            "invalid bucket {bucket:?} in the s3-parameters relation: a bucket name has only \
+             letters, digits, dots, hyphens and underscores"
+        ));
+    }
+    if path.split('/').any(|part| part == ".." || part == ".") {
+        return Some(format!(
+            "invalid path {path:?} in the s3-parameters relation: a path cannot contain \".\" or \"..\""
+        ));
+    }
+    for (n, pem) in chain.iter().enumerate() {
+        let parsed = x509_parser::pem::parse_x509_pem(pem.as_bytes());
+        let is_certificate =
+            parsed.is_ok_and(|(_, pem)| pem.label == "CERTIFICATE" && pem.parse_x509().is_ok());
+        if !is_certificate {
+            return Some(format!(
+                "the s3-parameters relation's tls-ca-chain entry {} is not a PEM certificate: set \
+                 the s3-integrator's tls-ca-chain to the base64 of the CA's PEM certificates",
+                n + 1
+            ));
+        }
+    }
+    None
 }
 
 /// The provider's `delete-older-than-days`, when it sets a valid one (its
@@ -320,5 +367,50 @@ mod tests {
             S3State::Incomplete(msg) => assert!(msg.contains("\"host\" or \"path\""), "{msg}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn endpoint_bucket_path_and_ca_chain_are_checked() {
+        let chain = |pem: &str| vec![pem.to_owned()];
+        assert_eq!(
+            invalid("https://s3.example.com", "backups", "pg", &[]),
+            None
+        );
+        assert_eq!(
+            invalid("http://127.0.0.1:9000/", "My_Bucket.1", "a/b", &[]),
+            None
+        );
+        let endpoint = invalid("s3.example.com", "b", "", &[]).unwrap();
+        assert_eq!(
+            endpoint,
+            "invalid endpoint \"s3.example.com\" in the s3-parameters relation: set the \
+             s3-integrator's endpoint to a URL with its scheme, e.g. https://s3.example.com"
+        );
+        assert!(invalid("ftp://host", "b", "", &[])
+            .unwrap()
+            .starts_with("invalid endpoint"));
+        assert!(invalid("https://", "b", "", &[])
+            .unwrap()
+            .starts_with("invalid endpoint"));
+        let bucket = invalid("https://h", "my bucket/x", "", &[]).unwrap();
+        assert!(
+            bucket.starts_with("invalid bucket \"my bucket/x\""),
+            "{bucket}"
+        );
+        let path = invalid("https://h", "b", "pg/../other", &[]).unwrap();
+        assert!(path.starts_with("invalid path \"pg/../other\""), "{path}");
+        let garbage = "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n";
+        let ca = invalid("https://h", "b", "", &chain(garbage)).unwrap();
+        assert!(
+            ca.contains("tls-ca-chain entry 1 is not a PEM certificate"),
+            "{ca}"
+        );
+        let real = rcgen::generate_simple_self_signed(vec!["ca".into()]).unwrap();
+        let pem = real.cert.pem();
+        assert_eq!(invalid("https://h", "b", "", &chain(&pem)), None);
+        let two = vec![pem, "junk".to_owned()];
+        assert!(invalid("https://h", "b", "", &two)
+            .unwrap()
+            .contains("entry 2"));
     }
 }

@@ -96,6 +96,7 @@ pub fn reconcile(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
         }
         (status, _) => status,
     };
+    remember_outcome(ctx, status.kind == StatusKind::Active);
     tools.status_set(false, &scheduled::with_notice(&storage, status))
 }
 
@@ -129,8 +130,14 @@ pub fn update_status(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
     let Some(server) = cached_server(ctx)? else {
         return reconcile(ctx, tools);
     };
-    // Anything not plainly healthy goes through the whole reconcile step.
-    if !server.is_initialised() || !server.is_ready()? || !archiving::verified(&server) {
+    // Anything not plainly healthy goes through the whole reconcile step,
+    // as does a unit whose last hook ended blocked, waiting or failed (a bad
+    // config value must stay in the status until it is fixed).
+    if unsettled(ctx)
+        || !server.is_initialised()
+        || !server.is_ready()?
+        || !archiving::verified(&server)
+    {
         return reconcile(ctx, tools);
     }
     let status = if server.is_standby() {
@@ -140,6 +147,35 @@ pub fn update_status(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
     };
     let status = scheduled::with_notice(&server.layout.storage, status);
     tools.status_set(false, &status)
+}
+
+/// Where a unit notes that its last hook did not end well.
+fn unsettled_path(ctx: &Context) -> std::path::PathBuf {
+    ctx.charm_dir.join(".unsettled")
+}
+
+fn unsettled(ctx: &Context) -> bool {
+    unsettled_path(ctx).exists()
+}
+
+/// Notes whether this unit ended its hook active (or blocked, waiting, or
+/// failed), for the next update-status.
+pub fn remember_outcome(ctx: &Context, ok: bool) {
+    let path = unsettled_path(ctx);
+    let noted = if ok {
+        match std::fs::remove_file(&path) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
+            _ => Ok(()),
+        }
+    } else {
+        std::fs::write(&path, b"")
+    };
+    if let Err(err) = noted {
+        tracing::warn!(
+            "cannot note the hook's outcome in {}: {err}",
+            path.display()
+        );
+    }
 }
 
 /// Stops this unit's server, if it has one (stop hook, or leaving the cluster).
