@@ -166,6 +166,16 @@ fn run(
     req: &Request<'_>,
     record: &mut BackupRecord,
 ) -> Result<()> {
+    // The WAL's segment size is the one the charm's initdb gives (the
+    // archive's names, verify-backup and retention count with it).
+    let segment_size = db.query_text("SHOW wal_segment_size")?;
+    if segment_size != "16MB" {
+        anyhow::bail!(
+            "the server's WAL segment size is {segment_size}, and backups support only the \
+             default 16MB the charm initialises clusters with"
+        );
+    }
+
     // Start: a checkpoint now, and the backup held by this connection.
     let label = format!("postgresql-charm {}", req.id);
     let start = db.query_row(&format!(

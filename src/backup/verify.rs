@@ -6,8 +6,9 @@
 //! compared with the SHA-256 in the record; its `backup_label` and
 //! PostgreSQL `backup_manifest`; and the WAL from the segment it starts in
 //! to the one it stops in, every segment archived, with no gap. Segments
-//! are counted with PostgreSQL's default size of 16 MiB (the size the charm
-//! initialises clusters with). Each problem names the object or segment.
+//! are counted with PostgreSQL's default size of 16 MiB: the size the charm
+//! initialises clusters with, and the only one a backup is taken of (the
+//! engine checks). Each problem names the object or segment.
 
 use std::collections::HashMap;
 use std::io::Write as _;
