@@ -182,6 +182,8 @@ mod tests {
             access_key: "a".into(),
             secret_key: "s".into(),
             repository: "model.postgresql".into(),
+            compression: Default::default(),
+            encryption_key: None,
         }
     }
 
