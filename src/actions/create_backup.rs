@@ -22,9 +22,6 @@ use crate::charm::workload::Workload;
 use crate::juju::{action, Context, HookTools, Status, StatusKind};
 use crate::postgres::sql::Db;
 
-/// Files uploaded at once.
-const CONCURRENCY: usize = 4;
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Params {
@@ -51,7 +48,8 @@ fn create(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
     }
 
     // What an earlier backup on this unit could not tell the repository.
-    let rt = engine::runtime(CONCURRENCY)?;
+    let concurrency = config.backup.upload_concurrency;
+    let rt = engine::runtime(concurrency)?;
     let location = pending::location(&settings);
     let pending_dir = pending::dir(&server.layout.storage);
     if let Err(err) = rt.block_on(pending::flush(&repo, &location, &pending_dir)) {
@@ -109,7 +107,7 @@ fn create(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
         data_dir: server.layout.data(),
         pg_version: server.bin.major,
         system_identifier,
-        concurrency: CONCURRENCY,
+        concurrency,
         primary: primary.as_ref(),
         progress: &progress,
     };

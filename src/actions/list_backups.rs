@@ -265,6 +265,7 @@ mod tests {
             pg_version: 15,
             model_uuid: "uuid-a".into(),
             app: "postgresql".into(),
+            encryption_key_id: None,
         };
         let others = [
             Other {

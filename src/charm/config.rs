@@ -4,6 +4,7 @@
 use anyhow::{Context as _, Result};
 use serde::Deserialize;
 
+use super::backup_options::BackupOptions;
 use super::outcome::Blocked;
 use crate::juju::HookTools;
 use crate::postgres::conf::Profile;
@@ -17,6 +18,8 @@ pub struct CharmConfig {
     /// `backup-retention-days`: days of point-in-time recovery to keep,
     /// over the s3-integrator's `delete-older-than-days`.
     pub retention_days: Option<u32>,
+    /// How backups are written: compression, concurrency, bandwidth, key.
+    pub backup: BackupOptions,
 }
 
 #[derive(Deserialize)]
@@ -32,6 +35,7 @@ impl CharmConfig {
         let raw = tools
             .config_get()
             .context("cannot read the charm's config")?;
+        let backup = BackupOptions::parse(&raw)?;
         let raw: Raw = serde_json::from_value(serde_json::Value::Object(raw))
             .context("the charm's config does not match config.yaml")?;
         let profile = Profile::parse(raw.profile.as_deref().unwrap_or("production"))
@@ -40,6 +44,7 @@ impl CharmConfig {
             profile,
             retention_full: count("backup-retention-full", raw.backup_retention_full)?,
             retention_days: count("backup-retention-days", raw.backup_retention_days)?,
+            backup,
         })
     }
 }
