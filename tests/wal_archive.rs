@@ -196,6 +196,8 @@ fn the_charm_binary_archives_and_restores_wal_through_s3() {
         access_key: ACCESS_KEY.into(),
         secret_key: SECRET_KEY.into(),
         repository: "test.postgresql".into(),
+        compression: Default::default(),
+        encryption_key: None,
     };
     let settings_file = root.path().join("repository.json");
     settings.save(&settings_file, &user).unwrap();

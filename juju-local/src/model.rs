@@ -167,7 +167,9 @@ pub struct Revision {
 pub struct Secret {
     /// The 20-character id (the URI is `secret://<model-uuid>/<id>`).
     pub id: String,
-    /// `application` (owned by `owner_app`) or `unit` (owned by `owner_unit`).
+    /// `application` (owned by `owner_app`), `unit` (owned by `owner_unit`)
+    /// or `model` (a user secret, made by `juju-local add-secret`; its name
+    /// is `label`).
     pub owner_kind: String,
     pub owner_app: String,
     pub owner_unit: Option<String>,
@@ -181,6 +183,9 @@ pub struct Secret {
     /// Grants: relation id -> units or apps granted through it.
     #[serde(default)]
     pub grants: BTreeMap<u64, BTreeSet<String>>,
+    /// A user secret's grants (`juju grant-secret`): applications that may read it.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub granted_apps: BTreeSet<String>,
 }
 
 impl Secret {

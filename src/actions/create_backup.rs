@@ -24,9 +24,6 @@ use crate::charm::workload::Workload;
 use crate::juju::{action, Context, HookTools, Status, StatusKind};
 use crate::postgres::sql::Db;
 
-/// Files uploaded at once.
-const CONCURRENCY: usize = 4;
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Params {
@@ -105,7 +102,8 @@ pub fn take(ctx: &Context, tools: &dyn HookTools, order: &Order<'_>) -> Result<T
     }
 
     // What an earlier backup on this unit could not tell the repository.
-    let rt = engine::runtime(CONCURRENCY)?;
+    let concurrency = config.backup.upload_concurrency;
+    let rt = engine::runtime(concurrency)?;
     let location = pending::location(&settings);
     let pending_dir = pending::dir(&server.layout.storage);
     if let Err(err) = rt.block_on(pending::flush(&repo, &location, &pending_dir)) {
@@ -183,7 +181,7 @@ pub fn take(ctx: &Context, tools: &dyn HookTools, order: &Order<'_>) -> Result<T
         data_dir: server.layout.data(),
         pg_version: server.bin.major,
         system_identifier,
-        concurrency: CONCURRENCY,
+        concurrency,
         primary: primary.as_ref(),
         progress: order.progress,
         scheduled: order

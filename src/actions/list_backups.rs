@@ -182,6 +182,8 @@ mod tests {
             access_key: "a".into(),
             secret_key: "s".into(),
             repository: "model.postgresql".into(),
+            compression: Default::default(),
+            encryption_key: None,
         }
     }
 
@@ -264,6 +266,7 @@ mod tests {
             pg_version: 15,
             model_uuid: "uuid-a".into(),
             app: "postgresql".into(),
+            encryption_key_id: None,
         };
         let others = [
             Other {

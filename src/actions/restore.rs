@@ -17,7 +17,7 @@ use chrono::{SecondsFormat, Utc};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::backups::repository;
+use super::backups::{key_problem, repository};
 use crate::backup::catalog::{self, BackupKind, BackupRecord, BackupStatus};
 use crate::backup::lock::{self, Holder};
 use crate::backup::owner::{self, Owner, Succession};
@@ -66,6 +66,9 @@ pub fn run(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
     // This cluster archives into its own repository afterwards: another
     // cluster's only when the user hands it over.
     let before = rt.block_on(owner::read(&repo))?;
+    if let Some(problem) = key_problem(&rt, &settings, &repo)? {
+        bail!("cannot restore: {problem}");
+    }
     check_succession(
         before.as_ref(),
         &unit.owner()?,
@@ -139,7 +142,10 @@ pub fn run(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
     };
 
     // The repository is this cluster's, whatever data it now has.
-    let now_owner = unit.owner()?;
+    let now_owner = Owner {
+        encryption_key_id: settings.encryption_key.as_ref().map(|k| k.id().to_string()),
+        ..unit.owner()?
+    };
     if before.as_ref() != Some(&now_owner) {
         if let Err(err) = rt.block_on(owner::transfer(&repo, &now_owner)) {
             tracing::warn!("{err:#}");
@@ -353,6 +359,7 @@ mod tests {
             pg_version: 15,
             model_uuid: "new-model".into(),
             app: "postgresql".into(),
+            encryption_key_id: None,
         };
         let gone = Owner {
             model_uuid: "old-model".into(),

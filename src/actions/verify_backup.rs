@@ -7,7 +7,7 @@ use anyhow::{bail, Result};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::backups::repository;
+use super::backups::{key_problem, repository};
 use crate::backup::catalog;
 use crate::backup::outage;
 use crate::backup::target;
@@ -39,8 +39,11 @@ fn check(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
     if let Some(id) = id {
         target::requested(Some(id), None)?;
     }
-    let (_, _, repo) = repository(ctx, tools)?;
+    let (_, settings, repo) = repository(ctx, tools)?;
     let rt = runtime()?;
+    if let Some(problem) = key_problem(&rt, &settings, &repo)? {
+        bail!("cannot verify: {problem}");
+    }
     let records = rt.block_on(catalog::list(&repo))?;
     let chosen: Vec<_> = match id {
         Some(id) => {

@@ -224,7 +224,7 @@ pub async fn load(repo: &Repo, id: &str) -> Result<Option<BackupRecord>> {
 /// (`START WAL LOCATION: 0/2000028 (file 000000010000000000000002)`).
 pub async fn start_segment(repo: &Repo, id: &str) -> Result<String> {
     let key = ObjectPath::from(format!("{}/backup_label", backup_dir(id)));
-    let label = match repo.store.get(&key).await {
+    let stored = match repo.store.get(&key).await {
         Ok(found) => found
             .bytes()
             .await
@@ -232,6 +232,7 @@ pub async fn start_segment(repo: &Repo, id: &str) -> Result<String> {
         Err(object_store::Error::NotFound { .. }) => anyhow::bail!("{key} is missing"),
         Err(err) => return Err(err).with_context(|| format!("cannot read {key}")),
     };
+    let label = repo.format.open_small(key.as_ref(), &stored)?;
     String::from_utf8_lossy(&label)
         .lines()
         .find_map(|line| {

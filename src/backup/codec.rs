@@ -1,19 +1,65 @@
-//! How the engine turns bytes into stored objects and back: streaming zstd
-//! compression and decompression that hash the uncompressed bytes with
-//! SHA-256 (and CRC-32C, for PostgreSQL's backup manifest) as they pass, so
-//! a file is read once and its checksums always describe what PostgreSQL
-//! wrote, never the compressed form.
+//! How the engine compresses what it stores, and back: streaming zstd (at a
+//! chosen level), lz4 (frame format) or none, hashing the uncompressed bytes
+//! with SHA-256 (and CRC-32C, for PostgreSQL's backup manifest) as they
+//! pass, so a file is read once and its checksums always describe what
+//! PostgreSQL wrote, never the stored form.
 //!
 //! Both directions are `std::io::Write` adapters: feed them what you read,
 //! `finish()` them, and they hand back the inner writer and the [`Digest`].
+//! An object's name says how it is compressed (its suffix: `.zst`, `.lz4`
+//! or `.raw`), so objects written before a change of setting still read.
 
 use std::io::{self, Read, Write};
 
-use anyhow::{Context as _, Result};
+use anyhow::{bail, Context as _, Result};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-/// The zstd level for everything the engine stores: fast, and about 3× on WAL.
+/// The default zstd level: fast, and about 3× on WAL.
 pub const ZSTD_LEVEL: i32 = 3;
+
+/// How objects are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "algorithm", rename_all = "lowercase")]
+pub enum Compression {
+    Zstd { level: i32 },
+    Lz4,
+    None,
+}
+
+impl Default for Compression {
+    fn default() -> Self {
+        Self::Zstd { level: ZSTD_LEVEL }
+    }
+}
+
+impl Compression {
+    /// The suffix of the objects it writes (without the dot).
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Self::Zstd { .. } => "zst",
+            Self::Lz4 => "lz4",
+            Self::None => "raw",
+        }
+    }
+
+    /// How an object was compressed, from its name's suffix.
+    pub fn of_object(name: &str) -> Result<Self> {
+        match name.rsplit_once('.').map(|(_, suffix)| suffix) {
+            Some("zst") => Ok(Self::default()),
+            Some("lz4") => Ok(Self::Lz4),
+            Some("raw") => Ok(Self::None),
+            _ => bail!("{name} does not say how it is compressed (.zst, .lz4 or .raw)"),
+        }
+    }
+
+    /// Strips the suffix of a data object's name, if it has one of ours.
+    pub fn strip_suffix(name: &str) -> Option<&str> {
+        [".zst", ".lz4", ".raw"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+    }
+}
 
 /// The SHA-256 (lowercase hex), CRC-32C and length of some uncompressed bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,18 +126,30 @@ impl<W: Write> Write for HashWriter<W> {
     }
 }
 
-/// Uncompressed bytes in, zstd out to the inner writer; hashes the input.
+enum Encoder<W: Write> {
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+    Lz4(lz4_flex::frame::FrameEncoder<W>),
+    None(W),
+}
+
+/// Uncompressed bytes in, compressed out to the inner writer; hashes the input.
 pub struct Compressor<W: Write> {
-    encoder: zstd::stream::write::Encoder<'static, W>,
+    encoder: Encoder<W>,
     hasher: Sha256,
     crc: u32,
     len: u64,
 }
 
 impl<W: Write> Compressor<W> {
-    pub fn new(out: W) -> Result<Self> {
-        let encoder = zstd::stream::write::Encoder::new(out, ZSTD_LEVEL)
-            .context("cannot set up the zstd compressor")?;
+    pub fn new(out: W, compression: Compression) -> Result<Self> {
+        let encoder = match compression {
+            Compression::Zstd { level } => Encoder::Zstd(
+                zstd::stream::write::Encoder::new(out, level)
+                    .context("cannot set up the zstd compressor")?,
+            ),
+            Compression::Lz4 => Encoder::Lz4(lz4_flex::frame::FrameEncoder::new(out)),
+            Compression::None => Encoder::None(out),
+        };
         Ok(Self {
             encoder,
             hasher: Sha256::new(),
@@ -100,12 +158,13 @@ impl<W: Write> Compressor<W> {
         })
     }
 
-    /// Ends the zstd frame; returns the inner writer and the input's digest.
+    /// Ends the compressed stream; returns the inner writer and the input's digest.
     pub fn finish(self) -> Result<(W, Digest)> {
-        let out = self
-            .encoder
-            .finish()
-            .context("cannot finish the zstd frame")?;
+        let out = match self.encoder {
+            Encoder::Zstd(e) => e.finish().context("cannot finish the zstd frame")?,
+            Encoder::Lz4(e) => e.finish().context("cannot finish the lz4 frame")?,
+            Encoder::None(out) => out,
+        };
         let digest = Digest {
             sha256: hex::encode(self.hasher.finalize()),
             crc32c: self.crc,
@@ -117,7 +176,11 @@ impl<W: Write> Compressor<W> {
 
 impl<W: Write> Write for Compressor<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.encoder.write(buf)?;
+        let n = match &mut self.encoder {
+            Encoder::Zstd(e) => e.write(buf)?,
+            Encoder::Lz4(e) => e.write(buf)?,
+            Encoder::None(out) => out.write(buf)?,
+        };
         self.hasher.update(&buf[..n]);
         self.crc = crc32c::crc32c_append(self.crc, &buf[..n]);
         self.len += n as u64;
@@ -125,54 +188,82 @@ impl<W: Write> Write for Compressor<W> {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.encoder.flush()
+        match &mut self.encoder {
+            Encoder::Zstd(e) => e.flush(),
+            Encoder::Lz4(e) => e.flush(),
+            Encoder::None(out) => out.flush(),
+        }
     }
 }
 
-/// zstd in, uncompressed bytes out to the inner writer; hashes the output.
+enum Decoder<W: Write> {
+    Zstd(zstd::stream::write::Decoder<'static, HashWriter<W>>),
+    Lz4(super::lz4frame::Decoder<HashWriter<W>>),
+    None(HashWriter<W>),
+}
+
+/// Compressed bytes in, uncompressed bytes out to the inner writer; hashes the output.
 pub struct Decompressor<W: Write> {
-    decoder: zstd::stream::write::Decoder<'static, HashWriter<W>>,
+    decoder: Decoder<W>,
 }
 
 impl<W: Write> Decompressor<W> {
-    pub fn new(out: W) -> Result<Self> {
-        let decoder = zstd::stream::write::Decoder::new(HashWriter::new(out))
-            .context("cannot set up the zstd decompressor")?;
+    pub fn new(out: W, compression: Compression) -> Result<Self> {
+        let out = HashWriter::new(out);
+        let decoder = match compression {
+            Compression::Zstd { .. } => Decoder::Zstd(
+                zstd::stream::write::Decoder::new(out)
+                    .context("cannot set up the zstd decompressor")?,
+            ),
+            Compression::Lz4 => Decoder::Lz4(super::lz4frame::Decoder::new(out)),
+            Compression::None => Decoder::None(out),
+        };
         Ok(Self { decoder })
     }
 
     /// Checks the input ended on a complete frame; returns the inner writer
     /// and the digest of what was written to it.
     pub fn finish(self) -> Result<(W, Digest)> {
-        let hashing = self
-            .decoder
-            .finish()
-            .context("the compressed data is truncated (no complete zstd frame)")?;
+        let hashing = match self.decoder {
+            Decoder::Zstd(d) => d
+                .finish()
+                .context("the compressed data is truncated (no complete zstd frame)")?,
+            Decoder::Lz4(d) => d.finish().context("the compressed data is truncated")?,
+            Decoder::None(out) => out,
+        };
         Ok(hashing.finish())
     }
 }
 
 impl<W: Write> Write for Decompressor<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.decoder.write(buf)
+        match &mut self.decoder {
+            Decoder::Zstd(d) => d.write(buf),
+            Decoder::Lz4(d) => d.write(buf),
+            Decoder::None(out) => out.write(buf),
+        }
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.decoder.flush()
+        match &mut self.decoder {
+            Decoder::Zstd(d) => d.flush(),
+            Decoder::Lz4(d) => d.flush(),
+            Decoder::None(out) => out.flush(),
+        }
     }
 }
 
-/// Compresses everything `reader` yields into memory (for objects small
-/// enough to store with one request, such as WAL segments).
+/// Compresses everything `reader` yields into memory with zstd at the
+/// default level (for objects small enough to store with one request).
 pub fn compress_to_vec(mut reader: impl Read) -> Result<(Vec<u8>, Digest)> {
-    let mut compressor = Compressor::new(Vec::new())?;
+    let mut compressor = Compressor::new(Vec::new(), Compression::default())?;
     io::copy(&mut reader, &mut compressor).context("cannot read what is to be compressed")?;
     compressor.finish()
 }
 
 /// Decompresses a whole zstd buffer into memory.
 pub fn decompress_to_vec(compressed: &[u8]) -> Result<(Vec<u8>, Digest)> {
-    let mut decompressor = Decompressor::new(Vec::new())?;
+    let mut decompressor = Decompressor::new(Vec::new(), Compression::default())?;
     decompressor
         .write_all(compressed)
         .context("the compressed data is not valid zstd")?;
@@ -206,7 +297,7 @@ mod tests {
     fn decompression_is_streaming_in_small_chunks() {
         let raw = sample();
         let (packed, digest) = compress_to_vec(raw.as_slice()).unwrap();
-        let mut d = Decompressor::new(Vec::new()).unwrap();
+        let mut d = Decompressor::new(Vec::new(), Compression::default()).unwrap();
         for chunk in packed.chunks(7) {
             d.write_all(chunk).unwrap();
         }
@@ -226,13 +317,44 @@ mod tests {
     #[test]
     fn known_crc32c_in_pieces() {
         // The check value of CRC-32C.
-        let mut c = Compressor::new(Vec::new()).unwrap();
+        let mut c = Compressor::new(Vec::new(), Compression::default()).unwrap();
         c.write_all(b"1234").unwrap();
         c.write_all(b"56789").unwrap();
         let (_, digest) = c.finish().unwrap();
         assert_eq!(digest.crc32c, 0xe306_9283);
         assert_eq!(crc32c_hex(digest.crc32c), "e3069283");
         assert_eq!(crc32c_hex(1), "00000001");
+    }
+
+    #[test]
+    fn every_compression_round_trips_and_is_named_by_its_suffix() {
+        let raw = sample();
+        for compression in [
+            Compression::Zstd { level: 1 },
+            Compression::Zstd { level: 19 },
+            Compression::Lz4,
+            Compression::None,
+        ] {
+            let mut c = Compressor::new(Vec::new(), compression).unwrap();
+            c.write_all(&raw).unwrap();
+            let (packed, digest) = c.finish().unwrap();
+            if compression == Compression::None {
+                assert_eq!(packed, raw);
+            } else {
+                assert!(packed.len() < raw.len() / 4, "{compression:?}");
+            }
+            let name = format!("base/1.{}", compression.suffix());
+            let read_as = Compression::of_object(&name).unwrap();
+            let mut d = Decompressor::new(Vec::new(), read_as).unwrap();
+            for piece in packed.chunks(4099) {
+                d.write_all(piece).unwrap();
+            }
+            let (back, digest2) = d.finish().unwrap();
+            assert_eq!(back, raw, "{compression:?}");
+            assert_eq!(digest2, digest);
+            assert_eq!(Compression::strip_suffix(&name), Some("base/1"));
+        }
+        assert!(Compression::of_object("backups/x/backup_label").is_err());
     }
 
     #[test]

@@ -344,8 +344,8 @@ async fn copy_files(
         total >> 20
     ));
     let started = Instant::now();
-    let store = repo.store.clone();
     let dir = catalog::backup_dir(&req.id);
+    let suffix = repo.format.suffix();
     // A file of the same size as in the reference whose content hashes the
     // same (only its mtime moved) is not uploaded again.
     let work: Vec<(usize, String, Option<FileRecord>)> = to_upload
@@ -364,9 +364,8 @@ async fn copy_files(
         })
         .collect();
     let jobs = work.into_iter().map(|(i, path, same_size)| {
-        let store = store.clone();
         let source = req.data_dir.join(&path);
-        let key = ObjectPath::from(format!("{dir}/data/{path}.zst"));
+        let key = ObjectPath::from(format!("{dir}/data/{path}.{suffix}"));
         async move {
             if let Some(old) = same_size {
                 let hashing = source.clone();
@@ -383,7 +382,7 @@ async fn copy_files(
                     start_lsn,
                 })
             });
-            let done = upload::file(store, key.clone(), &source, pages).await?;
+            let done = upload::file(repo, key.clone(), &source, pages).await?;
             Ok((i, done.map_or(Copied::Gone, |d| Copied::Uploaded(key, d))))
         }
     });
@@ -448,9 +447,12 @@ async fn wait_archived(repo: &Repo, timeline: u32, lsn: u64) -> Result<()> {
     }
 }
 
+/// Stores one of the backup's small files (label, map, manifest): as it
+/// is, or encrypted.
 async fn put(repo: &Repo, key: &str, bytes: Vec<u8>) -> Result<()> {
+    let stored = repo.format.seal_small(&bytes)?;
     repo.store
-        .put(&ObjectPath::from(key), PutPayload::from(bytes))
+        .put(&ObjectPath::from(key), PutPayload::from(stored))
         .await
         .with_context(|| format!("cannot write {key}"))?;
     Ok(())

@@ -4,10 +4,13 @@
 
 pub mod archive_cli;
 pub mod catalog;
+pub mod cipher;
 pub mod codec;
 pub mod engine;
 pub mod expire;
 pub mod lock;
+pub mod lz4frame;
+pub mod object;
 pub mod outage;
 pub mod owner;
 pub mod pages;
@@ -19,6 +22,7 @@ pub mod schedule;
 pub mod settings;
 pub mod siblings;
 pub mod target;
+pub mod throttle;
 pub mod upload;
 pub mod verify;
 pub mod wal;

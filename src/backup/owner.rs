@@ -10,6 +10,13 @@
 //! it before under the same name in the same model (Juju names one
 //! application once per model, so the old one is gone), or when the user
 //! says so for any other owner; never on its own otherwise.
+//!
+//! The record also names the key the repository is encrypted with (its id,
+//! never the key), once a cluster writes into it with a key configured: a
+//! unit configured with no key or another one then writes nothing there
+//! ([`key_problem`]), so no repository mixes keys, nor plaintext into an
+//! encrypted one. Objects stored before encryption was turned on stay
+//! plaintext and readable.
 
 use anyhow::{Context as _, Result};
 use object_store::path::Path as ObjectPath;
@@ -28,6 +35,9 @@ pub struct Owner {
     pub pg_version: u32,
     pub model_uuid: String,
     pub app: String,
+    /// The id of the key the repository's objects are encrypted with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption_key_id: Option<String>,
 }
 
 /// What the repository said about its owner.
@@ -123,6 +133,28 @@ pub async fn claim(repo: &Repo, me: &Owner) -> Result<Ownership> {
     }
 }
 
+/// What the repository's recorded key says of the configured one (by
+/// id): None when this unit may write into it (the same key, or a
+/// repository that was not encrypted until now), else the reason.
+pub fn key_problem(
+    recorded: Option<&str>,
+    configured: Option<&str>,
+    location: &str,
+) -> Option<String> {
+    match (recorded, configured) {
+        (Some(theirs), None) => Some(format!(
+            "the S3 repository {location} is encrypted with key {theirs} and no encryption key \
+             is configured: set backup-encryption-secret to the secret holding that key"
+        )),
+        (Some(theirs), Some(ours)) if theirs != ours => Some(format!(
+            "the S3 repository {location} is encrypted with key {theirs}; the configured \
+             secret holds key {ours}: set backup-encryption-secret to the secret holding key \
+             {theirs}, or use another bucket or path for a repository encrypted with the new key"
+        )),
+        _ => None,
+    }
+}
+
 /// The blocked-status message for a repository owned by another cluster.
 pub fn foreign_message(owner: &Owner, me: &Owner, location: &str) -> String {
     let restore = match succession(Some(owner), me) {
@@ -150,6 +182,7 @@ mod tests {
             pg_version: 15,
             model_uuid: "m".into(),
             app: "postgresql".into(),
+            encryption_key_id: None,
         }
     }
 
@@ -197,6 +230,43 @@ mod tests {
 
         transfer(&repo, &owner("1")).await.unwrap();
         assert_eq!(claim(&repo, &owner("1")).await.unwrap(), Ownership::Ours);
+        assert_eq!(read(&repo).await.unwrap(), Some(owner("1")));
+    }
+
+    #[test]
+    fn a_repository_encrypted_with_a_key_takes_that_key_only() {
+        let at = "b/p/m.pg";
+        assert_eq!(key_problem(None, None, at), None);
+        assert_eq!(key_problem(None, Some("aa"), at), None);
+        assert_eq!(key_problem(Some("aa"), Some("aa"), at), None);
+        assert_eq!(
+            key_problem(Some("aa"), None, at).unwrap(),
+            "the S3 repository b/p/m.pg is encrypted with key aa and no encryption key is \
+             configured: set backup-encryption-secret to the secret holding that key"
+        );
+        assert_eq!(
+            key_problem(Some("aa"), Some("bb"), at).unwrap(),
+            "the S3 repository b/p/m.pg is encrypted with key aa; the configured secret holds \
+             key bb: set backup-encryption-secret to the secret holding key aa, or use another \
+             bucket or path for a repository encrypted with the new key"
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_key_id_is_recorded_and_read_back_and_old_records_have_none() {
+        let repo = Repo::new(Arc::new(InMemory::new()));
+        let keyed = Owner {
+            encryption_key_id: Some("0123456789abcdef".into()),
+            ..owner("1")
+        };
+        assert_eq!(claim(&repo, &keyed).await.unwrap(), Ownership::Ours);
+        assert_eq!(read(&repo).await.unwrap(), Some(keyed));
+        let old =
+            br#"{"system-identifier":"1","pg-version":15,"model-uuid":"m","app":"postgresql"}"#;
+        repo.store
+            .put(&ObjectPath::from(OWNER), old.to_vec().into())
+            .await
+            .unwrap();
         assert_eq!(read(&repo).await.unwrap(), Some(owner("1")));
     }
 }

@@ -200,6 +200,8 @@ mod tests {
             access_key: "a".into(),
             secret_key: "s".into(),
             repository: "m.pg".into(),
+            compression: Default::default(),
+            encryption_key: None,
         })
         .unwrap()
     }

@@ -1,13 +1,15 @@
-//! The repository: an object store scoped to this cluster's prefix, and the
-//! names of what lives in it. Everything else in the engine sees only the
-//! `ObjectStore` trait, so tests run the same code on `InMemory`.
+//! The repository: an object store scoped to this cluster's prefix, the
+//! names of what lives in it, and how objects are written to it (the
+//! [`Format`]: compression and encryption key) and how fast (the bandwidth
+//! limit, for backups and restores). Everything else in the engine sees only
+//! the `ObjectStore` trait, so tests run the same code on `InMemory`.
 //!
 //! ```text
 //! <path>/<model>.<app>/
-//!   repository.json                    the owner cluster
-//!   wal/<timeline+log>/<segment>-<sha256>.zst
-//!   wal/<timeline>.history-<sha256>.zst
-//!   backups/<id>/...                   one backup; its manifest is written last
+//!   repository.json                    the owner cluster (and its encryption key's id)
+//!   wal/<timeline+log>/<segment>-<sha256>.<zst|lz4|raw>
+//!   wal/<timeline>.history-<sha256>.<zst|lz4|raw>
+//!   backups/<id>/...                   one backup; its record is written last
 //! ```
 
 use std::sync::Arc;
@@ -18,7 +20,9 @@ use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
 use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
+use super::object::Format;
 use super::settings::{RepoSettings, UriStyle};
+use super::throttle::Throttle;
 
 /// Makes ring the process's TLS provider, which the S3 client's rustls
 /// uses (the build gives it none of its own); once per process is enough.
@@ -31,12 +35,34 @@ fn install_tls_provider() {
 #[derive(Clone)]
 pub struct Repo {
     pub store: Arc<dyn ObjectStore>,
+    /// How objects are written (and, for encrypted ones, the key to read them).
+    pub format: Format,
+    /// The bandwidth limit backups and restores share, if any.
+    pub throttle: Option<Arc<Throttle>>,
 }
 
 impl Repo {
-    /// Wraps any store (tests use `InMemory`).
+    /// Wraps any store (tests use `InMemory`), with the default format.
     pub fn new(store: Arc<dyn ObjectStore>) -> Self {
-        Self { store }
+        Self {
+            store,
+            format: Format::default(),
+            throttle: None,
+        }
+    }
+
+    /// The same repository, written in `format`.
+    pub fn with_format(self, format: Format) -> Self {
+        Self { format, ..self }
+    }
+
+    /// The same repository, its transfers limited to `mib_per_second`
+    /// (`None`: unlimited).
+    pub fn with_bandwidth(self, mib_per_second: Option<u32>) -> Self {
+        Self {
+            throttle: mib_per_second.map(|limit| Arc::new(Throttle::new(limit))),
+            ..self
+        }
     }
 
     /// Writes `body` at `path` only if nothing is there yet; false when
@@ -71,9 +97,7 @@ impl Repo {
     /// Opens the S3 repository the settings describe.
     pub fn open(settings: &RepoSettings) -> Result<Self> {
         let scoped = PrefixStore::new(client(settings)?, settings.prefix());
-        Ok(Self {
-            store: Arc::new(scoped),
-        })
+        Ok(Self::new(Arc::new(scoped)).with_format(settings.format()))
     }
 
     /// The relation's path in the bucket, where every cluster's repository
@@ -85,7 +109,7 @@ impl Repo {
         } else {
             Arc::new(PrefixStore::new(client(settings)?, path))
         };
-        Ok(Self { store })
+        Ok(Self::new(store).with_format(settings.format()))
     }
 }
 

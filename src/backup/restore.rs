@@ -1,6 +1,8 @@
 //! Putting a backup's files back: every object streamed from the
-//! repository and handed, chunk by chunk, to a blocking thread of its own
-//! that decompresses it, checks it against the SHA-256 in the record,
+//! repository (at the repository's bandwidth limit, if any) and handed,
+//! chunk by chunk, to a blocking thread of its own that decrypts it (when
+//! it is encrypted: nothing unauthenticated is written), decompresses it,
+//! checks it against the SHA-256 in the record,
 //! writes it, gives it to the server's user and syncs it to disk. Several
 //! files are in flight at once, so that work spreads over the cores while
 //! memory stays bounded (a few chunks per file). The backup's own
@@ -23,7 +25,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::sync::mpsc;
 
 use super::catalog::{self, BackupRecord, FileRecord};
-use super::codec::Decompressor;
+use super::object::Format;
 use super::repo::Repo;
 
 /// How often progress is reported.
@@ -128,10 +130,11 @@ pub async fn files(
         let key = ObjectPath::from(format!("{}/{name}", catalog::backup_dir(&record.id)));
         match repo.store.get(&key).await {
             Ok(found) => {
-                let bytes = found
+                let stored = found
                     .bytes()
                     .await
                     .with_context(|| format!("cannot read {key}"))?;
+                let bytes = repo.format.open_small(key.as_ref(), &stored)?;
                 write_small(&dest.join(name), &bytes, options.owner)?;
             }
             Err(object_store::Error::NotFound { .. }) if name == "tablespace_map" => {}
@@ -160,6 +163,7 @@ struct Target {
     sha256: String,
     mode: u32,
     owner: Option<(u32, u32)>,
+    format: Format,
 }
 
 /// What the download hands the writer.
@@ -196,6 +200,7 @@ async fn fetch_file(
         sha256: entry.sha256.clone().context("a file without a checksum")?,
         mode: entry.mode,
         owner,
+        format: repo.format.clone(),
     };
     let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
     let writer = tokio::task::spawn_blocking(move || write_file(rx, target));
@@ -211,6 +216,9 @@ async fn fetch_file(
                 bail!("stopped reading {key}: another file failed");
             }
             let chunk = chunk.with_context(|| format!("cannot read {key}"))?;
+            if let Some(throttle) = &repo.throttle {
+                throttle.take(chunk.len()).await;
+            }
             if tx.send(Piece::Chunk(chunk)).await.is_err() {
                 // The writer gave up; its error says why.
                 return Ok(());
@@ -227,8 +235,8 @@ async fn fetch_file(
     streamed.and(written).map(|()| entry.size)
 }
 
-/// Decompresses what arrives into the file, checks its SHA-256, then sets
-/// its mode and owner and syncs it.
+/// Decrypts and decompresses what arrives into the file, checks its
+/// SHA-256, then sets its mode and owner and syncs it.
 fn write_file(mut rx: mpsc::Receiver<Piece>, target: Target) -> Result<()> {
     let Target {
         path,
@@ -238,14 +246,15 @@ fn write_file(mut rx: mpsc::Receiver<Piece>, target: Target) -> Result<()> {
         sha256,
         mode,
         owner,
+        format,
     } = target;
     let file = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
-    let mut out = Decompressor::new(BufWriter::with_capacity(WRITE_BUFFER, file))?;
+    let mut out = format.reader(key.as_ref(), BufWriter::with_capacity(WRITE_BUFFER, file))?;
     loop {
         match rx.blocking_recv() {
             Some(Piece::Chunk(chunk)) => out
                 .write_all(&chunk)
-                .with_context(|| format!("{key} is not valid zstd"))?,
+                .with_context(|| format!("cannot restore {name} of backup {backup}"))?,
             Some(Piece::End) => break,
             None => bail!("the download of {key} stopped before its end"),
         }
@@ -494,6 +503,80 @@ mod tests {
             format!("{err:#}").starts_with("cannot read backups/b1/data/base/1.zst"),
             "{err:#}"
         );
+    }
+
+    #[test]
+    fn an_encrypted_backup_restores_with_its_key_only() {
+        use crate::backup::cipher::Key;
+        use crate::backup::codec::Compression;
+        let rt = runtime();
+        let (plain_repo, mut record) = rt.block_on(backup());
+        let keyed = Format {
+            compression: Compression::Lz4,
+            key: Some(Key::from_bytes([9; 32])),
+        };
+        let repo = Repo::new(Arc::new(InMemory::new())).with_format(keyed.clone());
+        // The same backup, every object re-stored encrypted.
+        for f in record.files.iter_mut().filter(|f| f.kind == "file") {
+            let old = ObjectPath::from(f.object.clone().unwrap());
+            let packed = rt
+                .block_on(async { plain_repo.store.get(&old).await?.bytes().await })
+                .unwrap();
+            let (content, _) = crate::backup::codec::decompress_to_vec(&packed).unwrap();
+            let (sealed, _) = keyed.write_to_vec(content.as_slice()).unwrap();
+            let key = format!("backups/b1/data/{}.lz4", f.path);
+            rt.block_on(
+                repo.store
+                    .put(&ObjectPath::from(key.clone()), sealed.into()),
+            )
+            .unwrap();
+            f.object = Some(key);
+        }
+        for (name, body) in [("backup_label", "label"), ("backup_manifest", "manifest")] {
+            let key = ObjectPath::from(format!("backups/b1/{name}"));
+            let sealed = keyed.seal_small(body.as_bytes()).unwrap();
+            rt.block_on(repo.store.put(&key, sealed.into())).unwrap();
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        rt.block_on(files(
+            &repo,
+            &record,
+            &tmp.path().join("ok"),
+            &OPTIONS,
+            &|_| (),
+        ))
+        .unwrap();
+        assert_eq!(std::fs::read(tmp.path().join("ok/base/2")).unwrap(), b"two");
+        assert_eq!(
+            std::fs::read(tmp.path().join("ok/backup_label")).unwrap(),
+            b"label"
+        );
+
+        for (format, expected) in [
+            (Format::default(), "no encryption key is configured"),
+            (
+                Format {
+                    key: Some(Key::from_bytes([1; 32])),
+                    ..Format::default()
+                },
+                "not the configured key",
+            ),
+        ] {
+            let without = repo.clone().with_format(format);
+            let dest = tmp.path().join("refused");
+            let err = rt
+                .block_on(files(&without, &record, &dest, &OPTIONS, &|_| ()))
+                .unwrap_err();
+            let text = format!("{err:#}");
+            assert!(text.contains(expected), "{text}");
+            assert!(text.contains("backups/b1/data/"), "{text}");
+            // Nothing of any file was written.
+            for f in record.files.iter().filter(|f| f.kind == "file") {
+                let written = std::fs::metadata(dest.join(&f.path)).map_or(0, |m| m.len());
+                assert_eq!(written, 0, "{}", f.path);
+            }
+            std::fs::remove_dir_all(&dest).unwrap();
+        }
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Where the repository is and how to reach it: the settings the charm
-//! derives from the s3-parameters relation, kept for the programs that run
-//! outside any hook (wal-push, wal-fetch) in a file in the unit's storage,
-//! mode 0600, owned by the server's OS user, replaced atomically, never
-//! logged (its `Debug` hides the keys).
+//! derives from the s3-parameters relation and its config (compression,
+//! and the encryption key from the secret `backup-encryption-secret` names),
+//! kept for the programs that run outside any hook (wal-push, wal-fetch) in
+//! a file in the unit's storage, mode 0600, owned by the server's OS user,
+//! replaced atomically, never logged (its `Debug` hides the keys).
 
 use std::fmt;
 use std::path::Path;
@@ -10,6 +11,9 @@ use std::path::Path;
 use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 
+use super::cipher::Key;
+use super::codec::Compression;
+use super::object::Format;
 use crate::postgres::os_user::ServerUser;
 
 /// Path-style (`endpoint/bucket/key`) or virtual-host-style addressing.
@@ -39,6 +43,12 @@ pub struct RepoSettings {
     pub secret_key: String,
     /// This cluster's directory under the path: `<model>.<app>`.
     pub repository: String,
+    /// How objects are compressed (`backup-compression`, `-level`).
+    #[serde(default)]
+    pub compression: Compression,
+    /// The key objects are encrypted with (`backup-encryption-secret`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption_key: Option<Key>,
 }
 
 impl fmt::Debug for RepoSettings {
@@ -50,6 +60,11 @@ impl fmt::Debug for RepoSettings {
             .field("path", &self.path)
             .field("uri_style", &self.uri_style)
             .field("repository", &self.repository)
+            .field("compression", &self.compression)
+            .field(
+                "encryption_key_id",
+                &self.encryption_key.as_ref().map(Key::id),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -62,6 +77,14 @@ impl RepoSettings {
             self.repository.clone()
         } else {
             format!("{path}/{}", self.repository)
+        }
+    }
+
+    /// How objects are written to the repository.
+    pub fn format(&self) -> Format {
+        Format {
+            compression: self.compression,
+            key: self.encryption_key.clone(),
         }
     }
 
@@ -104,16 +127,44 @@ pub(crate) mod tests {
             access_key: "AKIDEXAMPLE".into(),
             secret_key: "wJalrXUtnFEMI-secret".into(),
             repository: "local.postgresql".into(),
+            compression: Compression::default(),
+            encryption_key: None,
         }
     }
 
     #[test]
     fn debug_never_shows_the_keys() {
-        let shown = format!("{:?}", sample());
+        let key = Key::from_bytes([0xab; 32]);
+        let settings = RepoSettings {
+            encryption_key: Some(key.clone()),
+            ..sample()
+        };
+        let shown = format!("{settings:?}");
         assert!(
             !shown.contains("wJalrXUtnFEMI") && !shown.contains("AKIDEXAMPLE"),
             "{shown}"
         );
+        assert!(!shown.contains("abab"), "{shown}");
+        assert!(shown.contains(&key.id().to_string()), "{shown}");
+    }
+
+    #[test]
+    fn the_key_and_compression_reach_the_archive_programs() {
+        let settings = RepoSettings {
+            encryption_key: Some(Key::from_bytes([7; 32])),
+            compression: Compression::Lz4,
+            ..sample()
+        };
+        let text = serde_json::to_string(&settings).unwrap();
+        let back: RepoSettings = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, settings);
+        assert_eq!(back.format().key, Some(Key::from_bytes([7; 32])));
+        // Settings written before these options read as zstd, unencrypted.
+        let old = serde_json::to_value(sample()).unwrap();
+        let mut old = old.as_object().unwrap().clone();
+        old.remove("compression");
+        let back: RepoSettings = serde_json::from_value(old.into()).unwrap();
+        assert_eq!(back.format(), Format::default());
     }
 
     #[test]

@@ -288,10 +288,10 @@ pub async fn timelines(repo: &Repo) -> Result<Vec<Timeline>> {
     Ok(all.into_values().collect())
 }
 
-/// `NNNNNNNN.history-<sha256>.zst` → (timeline, sha256).
+/// `NNNNNNNN.history-<sha256>.<zst|lz4|raw>` → (timeline, sha256).
 fn history_name(file: &str) -> Option<(u32, String)> {
     let (tli, rest) = file.split_once(".history-")?;
-    let sha = rest.strip_suffix(".zst")?;
+    let sha = codec::Compression::strip_suffix(rest)?;
     let hex = tli.len() == 8 && tli.bytes().all(|b| b.is_ascii_hexdigit());
     if !hex || !codec::is_sha256_hex(sha) {
         return None;
@@ -308,8 +308,10 @@ async fn read_history(repo: &Repo, key: &ObjectPath, sha: &str) -> Result<Vec<(u
         .bytes()
         .await
         .with_context(|| format!("cannot download {key}"))?;
-    let (text, digest) =
-        codec::decompress_to_vec(&packed).with_context(|| format!("cannot decompress {key}"))?;
+    let (text, digest) = repo
+        .format
+        .read_to_vec(key.as_ref(), &packed)
+        .with_context(|| format!("cannot read {key}"))?;
     if digest.sha256 != sha {
         bail!(
             "{key} is corrupt: its content has sha256 {} but its name says {sha}",

@@ -1,21 +1,20 @@
-//! Uploading one file: read and compressed on a blocking thread, streamed
-//! through a small bounded channel to a buffered multipart writer, so memory
-//! stays bounded whatever the file's size. A relation file's pages can be
-//! checked on the way (`pages`).
+//! Uploading one file: read, compressed and (with a key) encrypted on a
+//! blocking thread, streamed through a small bounded channel to a buffered
+//! multipart writer, so memory stays bounded whatever the file's size; the
+//! repository's bandwidth limit, if any, paces the writer. A relation
+//! file's pages can be checked on the way (`pages`).
 
 use std::io::{self, Write};
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use object_store::buffered::BufWriter;
 use object_store::path::Path as ObjectPath;
-use object_store::ObjectStore;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
-use super::codec::Compressor;
 use super::pages::{confirm, Checked};
+use super::repo::Repo;
 
 /// Size of the parts sent to the store.
 const PART: usize = 8 << 20;
@@ -29,7 +28,7 @@ pub struct Uploaded {
     pub sha256: String,
     pub crc32c: u32,
     pub len: u64,
-    /// Bytes stored (compressed).
+    /// Bytes stored (compressed, and encrypted with a key).
     pub stored: u64,
     /// Blocks whose page checksum failed (when pages were checked).
     pub bad_pages: Vec<u32>,
@@ -77,11 +76,11 @@ impl Write for ChannelWriter {
     }
 }
 
-/// Compresses `source` into the object `key`, checking its pages when
-/// asked; None when the file vanished before it could be opened
-/// (PostgreSQL dropped it during the backup).
+/// Stores `source` as the object `key` in the repository's format,
+/// checking its pages when asked; None when the file vanished before it
+/// could be opened (PostgreSQL dropped it during the backup).
 pub async fn file(
-    store: Arc<dyn ObjectStore>,
+    repo: &Repo,
     key: ObjectPath,
     source: &Path,
     pages: Option<PageCheck>,
@@ -93,6 +92,7 @@ pub async fn file(
     };
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(IN_FLIGHT);
     let path = source.to_owned();
+    let format = repo.format.clone();
     let reader =
         tokio::task::spawn_blocking(move || -> Result<(super::codec::Digest, u64, Vec<u32>)> {
             let sink = ChannelWriter {
@@ -100,7 +100,7 @@ pub async fn file(
                 buffer: Vec::with_capacity(1 << 20),
                 sent: 0,
             };
-            let mut compressor = Compressor::new(sink)?;
+            let mut compressor = format.writer(sink)?;
             let read = |what: io::Result<u64>| {
                 what.map(drop)
                     .with_context(|| format!("cannot read {}", path.display()))
@@ -122,8 +122,11 @@ pub async fn file(
             Ok((digest, sink.sent, bad_pages))
         });
 
-    let mut writer = BufWriter::with_capacity(store, key.clone(), PART);
+    let mut writer = BufWriter::with_capacity(repo.store.clone(), key.clone(), PART);
     while let Some(chunk) = rx.recv().await {
+        if let Some(throttle) = &repo.throttle {
+            throttle.take(chunk.len()).await;
+        }
         writer
             .write_all(&chunk)
             .await
@@ -152,8 +155,12 @@ pub async fn file(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backup::cipher::Key;
+    use crate::backup::codec::Compression;
+    use crate::backup::object::Format;
     use object_store::memory::InMemory;
     use object_store::ObjectStoreExt;
+    use std::sync::Arc;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_large_file_round_trips_through_parts() {
@@ -164,27 +171,58 @@ mod tests {
             .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
             .collect();
         std::fs::write(&source, &bytes).unwrap();
-        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let repo = Repo::new(Arc::new(InMemory::new()));
         let key = ObjectPath::from("backups/x/data/relation.zst");
 
-        let done = file(store.clone(), key.clone(), &source, None)
+        let done = file(&repo, key.clone(), &source, None)
             .await
             .unwrap()
             .unwrap();
         assert_eq!(done.len, bytes.len() as u64);
         assert_eq!(done.sha256, super::super::codec::sha256_hex(&bytes));
-        let stored = store.get(&key).await.unwrap().bytes().await.unwrap();
+        let stored = repo.store.get(&key).await.unwrap().bytes().await.unwrap();
         assert_eq!(stored.len() as u64, done.stored);
         let (restored, digest) = super::super::codec::decompress_to_vec(&stored).unwrap();
         assert_eq!(restored, bytes);
         assert_eq!(digest.sha256, done.sha256);
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_encrypted_lz4_upload_is_paced_by_the_limit_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("relation");
+        let mut bytes = vec![0u8; 6 << 20];
+        rand::Rng::fill(&mut rand::thread_rng(), &mut bytes[..]);
+        std::fs::write(&source, &bytes).unwrap();
+        let format = Format {
+            compression: Compression::Lz4,
+            key: Some(Key::from_bytes([3; 32])),
+        };
+        let repo = Repo::new(Arc::new(InMemory::new()))
+            .with_format(format.clone())
+            .with_bandwidth(Some(2));
+        let key = ObjectPath::from("backups/x/data/relation.lz4");
+        let started = std::time::Instant::now();
+        let done = file(&repo, key.clone(), &source, None)
+            .await
+            .unwrap()
+            .unwrap();
+        // 6 MiB (incompressible) at 2 MiB/s, with a second's credit: about 2 s.
+        let took = started.elapsed().as_secs_f64();
+        assert!(took > 1.7, "{took}");
+        let stored = repo.store.get(&key).await.unwrap().bytes().await.unwrap();
+        assert_eq!(stored.len() as u64, done.stored);
+        assert!(crate::backup::cipher::is_encrypted(&stored));
+        let (restored, digest) = format.read_to_vec(key.as_ref(), &stored).unwrap();
+        assert_eq!(restored, bytes);
+        assert_eq!(digest.sha256, done.sha256);
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn a_vanished_file_is_none() {
-        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let repo = Repo::new(Arc::new(InMemory::new()));
         let gone = file(
-            store,
+            &repo,
             ObjectPath::from("k"),
             Path::new("/nonexistent/file"),
             None,

@@ -2,8 +2,9 @@
 //! is read again and checked, with no server and nothing written to disk.
 //!
 //! For one finished backup: its chain (every backup it builds on is there
-//! and finished, down to a full one); every file's object, decompressed and
-//! compared with the SHA-256 in the record; its `backup_label` and
+//! and finished, down to a full one); every file's object, decrypted (when
+//! it is encrypted: without the key that is a problem named per object),
+//! decompressed and compared with the SHA-256 in the record; its `backup_label` and
 //! PostgreSQL `backup_manifest`; and the WAL from the segment it starts in
 //! to the one it stops in, every segment archived, with no gap. Segments
 //! are counted with PostgreSQL's default size of 16 MiB: the size the charm
@@ -19,13 +20,15 @@ use object_store::path::Path as ObjectPath;
 use object_store::ObjectStoreExt as _;
 
 use super::catalog::{self, BackupKind, BackupRecord};
-use super::codec::Decompressor;
 use super::repo::Repo;
 use crate::postgres::sql::parse_lsn;
 
 /// PostgreSQL's default WAL segment size, and segments per log file id.
 const SEGMENT_SIZE: u64 = 16 << 20;
 const SEGMENTS_PER_LOG: u64 = 0x1_0000_0000 / SEGMENT_SIZE;
+
+/// Problems a report's line shows at most.
+const MAX_PROBLEMS_SHOWN: usize = 10;
 
 /// What checking one backup found.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -54,7 +57,17 @@ impl Report {
                 self.bytes >> 20
             )
         } else {
-            format!("{}: FAILED: {}", self.id, self.problems.join("; "))
+            // A damaged repository may fail every object: the first few say enough.
+            let shown = self.problems.len().min(MAX_PROBLEMS_SHOWN);
+            let more = match self.problems.len() - shown {
+                0 => String::new(),
+                n => format!("; and {n} more"),
+            };
+            format!(
+                "{}: FAILED: {}{more}",
+                self.id,
+                self.problems[..shown].join("; ")
+            )
         }
     }
 }
@@ -165,7 +178,7 @@ fn missing(key: &ObjectPath, err: object_store::Error) -> String {
     }
 }
 
-/// The SHA-256 of an object's decompressed content.
+/// The SHA-256 of the file an object holds.
 async fn digest(repo: &Repo, object: &str) -> Result<String> {
     if object.is_empty() {
         bail!("a file of the record names no object");
@@ -175,11 +188,10 @@ async fn digest(repo: &Repo, object: &str) -> Result<String> {
         Ok(found) => found.into_stream(),
         Err(err) => bail!(missing(&key, err)),
     };
-    let mut out = Decompressor::new(std::io::sink())?;
+    let mut out = repo.format.reader(object, std::io::sink())?;
     while let Some(chunk) = body.next().await {
         let chunk = chunk.with_context(|| format!("cannot read {key}"))?;
-        out.write_all(&chunk)
-            .with_context(|| format!("{key} is not valid zstd"))?;
+        out.write_all(&chunk)?;
     }
     let (_, digest) = out
         .finish()

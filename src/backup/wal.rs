@@ -2,14 +2,20 @@
 //! `restore_command` (fetch) do, and the two commands as postgresql.conf
 //! spells them.
 //!
-//! An archived file is one immutable object, zstd-compressed, named after the
-//! SHA-256 of its uncompressed bytes:
+//! An archived file is one immutable object, compressed (the suffix says
+//! how: `zst`, `lz4` or `raw`) and encrypted when a key is configured, named
+//! after the SHA-256 of the file's own bytes:
 //!
 //! ```text
-//! wal/<first 16 chars of the segment>/<segment>-<sha256>.zst   segments (and <segment>.partial)
-//! wal/<timeline>.history-<sha256>.zst                          timeline history files
-//! wal/<segment>.<offset>.backup-<sha256>.zst                   backup history files
+//! wal/<first 16 chars of the segment>/<segment>-<sha256>.<suffix>   segments (and <segment>.partial)
+//! wal/<timeline>.history-<sha256>.<suffix>                          timeline history files
+//! wal/<segment>.<offset>.backup-<sha256>.<suffix>                   backup history files
 //! ```
+//!
+//! The name is the same whatever the format, so a segment archived before
+//! compression or encryption changed is still "already archived"; an
+//! encrypted object that cannot be read (no key, another key, altered) is
+//! an error, never "not found".
 //!
 //! Pushing the same content again succeeds without uploading; different
 //! content under a name already archived fails and keeps the first. Should two
@@ -27,7 +33,7 @@ use futures::StreamExt as _;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStoreExt as _, PutMode, PutOptions, PutPayload};
 
-use super::codec::{self, Decompressor};
+use super::codec::{self, Compression};
 use super::repo::Repo;
 
 /// What push did.
@@ -93,9 +99,15 @@ fn directory(name: &str) -> Result<Path> {
     })
 }
 
-/// The object key of `name` with content hash `sha256`.
+/// The object key of `name` with content hash `sha256`, in the default
+/// format (zstd).
 pub fn object_key(name: &str, sha256: &str) -> Result<Path> {
-    Ok(directory(name)?.join(format!("{name}-{sha256}.zst")))
+    object_key_as(name, sha256, Compression::default())
+}
+
+/// The object key of `name` with content hash `sha256`, compressed so.
+pub fn object_key_as(name: &str, sha256: &str, compression: Compression) -> Result<Path> {
+    Ok(directory(name)?.join(format!("{name}-{sha256}.{}", compression.suffix())))
 }
 
 /// One stored object for a WAL file, and the hash its key names.
@@ -119,7 +131,7 @@ async fn archived(repo: &Repo, name: &str) -> Result<Vec<Archived>> {
         .into_iter()
         .filter_map(|meta| {
             let file = meta.location.filename()?;
-            let sha = file.strip_prefix(&lead)?.strip_suffix(".zst")?;
+            let sha = Compression::strip_suffix(file.strip_prefix(&lead)?)?;
             let sha256 = codec::is_sha256_hex(sha).then(|| sha.to_owned())?;
             Some(Archived { meta, sha256 })
         })
@@ -147,10 +159,12 @@ pub async fn push(repo: &Repo, file: &FsPath) -> Result<Pushed> {
         .to_owned();
     directory(&name)?;
     let source = file.to_owned();
+    let format = repo.format.clone();
     let (packed, digest) = tokio::task::spawn_blocking(move || {
         let reader = std::fs::File::open(&source)
             .with_context(|| format!("cannot open {}", source.display()))?;
-        codec::compress_to_vec(std::io::BufReader::new(reader))
+        format
+            .write_to_vec(std::io::BufReader::new(reader))
             .with_context(|| format!("cannot compress {}", source.display()))
     })
     .await
@@ -172,7 +186,7 @@ pub async fn push(repo: &Repo, file: &FsPath) -> Result<Pushed> {
         };
     }
 
-    let key = object_key(&name, &digest.sha256)?;
+    let key = object_key_as(&name, &digest.sha256, repo.format.compression)?;
     let payload = PutPayload::from(packed);
     let created = repo
         .store
@@ -210,6 +224,9 @@ pub async fn fetch(repo: &Repo, name: &str, dest: &FsPath, backoff: &Backoff) ->
     loop {
         match fetch_once(repo, name, dest).await {
             Ok(fetched) => return Ok(fetched),
+            // Read whole but not readable as stored (no key, another key,
+            // altered): asking again cannot help.
+            Err(err) if unreadable(&err) => return Err(err),
             Err(err) => {
                 failures += 1;
                 if failures >= backoff.attempts {
@@ -219,6 +236,16 @@ pub async fn fetch(repo: &Repo, name: &str, dest: &FsPath, backoff: &Backoff) ->
             }
         }
     }
+}
+
+/// Whether `err` says the stored bytes themselves are wrong for this
+/// reader (the cipher's and decoders' invalid-data errors).
+fn unreadable(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidData)
+    })
 }
 
 async fn fetch_once(repo: &Repo, name: &str, dest: &FsPath) -> Result<Fetched> {
@@ -234,7 +261,7 @@ async fn fetch_once(repo: &Repo, name: &str, dest: &FsPath) -> Result<Fetched> {
         .prefix(".wal-fetch-")
         .tempfile_in(dir)
         .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
-    let mut out = Decompressor::new(tmp)?;
+    let mut out = repo.format.reader(key.as_ref(), tmp)?;
     let mut body = repo
         .store
         .get(key)
@@ -244,11 +271,9 @@ async fn fetch_once(repo: &Repo, name: &str, dest: &FsPath) -> Result<Fetched> {
     while let Some(chunk) = body.next().await {
         let chunk = chunk.with_context(|| format!("cannot download {key}"))?;
         out.write_all(&chunk)
-            .with_context(|| format!("cannot decompress {key} into {}", dir.display()))?;
+            .with_context(|| format!("cannot read {key} into {}", dir.display()))?;
     }
-    let (tmp, digest) = out
-        .finish()
-        .with_context(|| format!("cannot decompress {key}"))?;
+    let (tmp, digest) = out.finish().with_context(|| format!("cannot read {key}"))?;
     if digest.sha256 != chosen.sha256 {
         bail!(
             "{key} is corrupt: its content has sha256 {} but its name says {}",

@@ -1,7 +1,8 @@
 //! WAL archiving as the charm sets it up: the repository settings written
 //! for the archive programs, the charm binary put where the `postgres` user
-//! can run it, the repository checked (reachable, ours), and the
-//! archive_command that follows from all that.
+//! can run it, the repository checked (reachable, ours, encrypted with the
+//! configured key if with any), and the archive_command that follows from
+//! all that.
 
 use std::path::{Path, PathBuf};
 
@@ -56,20 +57,39 @@ pub fn check(ctx: &Context, server: &Server, s3: &S3State) -> Result<Option<Stri
         pg_version: server.bin.major,
         model_uuid: ctx.model_uuid.clone(),
         app: ctx.app.clone(),
+        encryption_key_id: settings.encryption_key.as_ref().map(|k| k.id().to_string()),
     };
     let location = format!("{}/{}", settings.bucket, settings.prefix());
     let verdict = runtime()?.block_on(async {
         let repo = Repo::open(settings)?;
-        owner::claim(&repo, &me).await
+        let ownership = owner::claim(&repo, &me).await?;
+        if ownership != Ownership::Ours {
+            return Ok(Err(ownership));
+        }
+        // Ours: and encrypted with the configured key, if with any.
+        let recorded = owner::read(&repo).await?.and_then(|o| o.encryption_key_id);
+        let configured = me.encryption_key_id.as_deref();
+        if let Some(problem) = owner::key_problem(recorded.as_deref(), configured, &location) {
+            return Ok(Ok(Some(problem)));
+        }
+        if recorded.is_none() && configured.is_some() {
+            // Encrypted from now on: recorded before any object is written.
+            owner::transfer(&repo, &me).await?;
+        }
+        anyhow::Ok(Ok(None))
     });
     match verdict {
-        Ok(Ownership::Ours) => {
+        Ok(Ok(Some(problem))) => Ok(Some(problem)),
+        Ok(Ok(None)) => {
             server
                 .user
                 .write_file(&verified_path(server), fingerprint.as_bytes(), 0o600)?;
             Ok(None)
         }
-        Ok(Ownership::Theirs(owner)) => Ok(Some(owner::foreign_message(&owner, &me, &location))),
+        Ok(Err(Ownership::Theirs(owner))) => {
+            Ok(Some(owner::foreign_message(&owner, &me, &location)))
+        }
+        Ok(Err(Ownership::Ours)) => unreachable!("returned as Ok(Ok(..)) above"),
         Err(err) => Ok(Some(format!(
             "cannot use the S3 repository {location} at {}: {}; check the s3-integrator settings",
             settings.endpoint,

@@ -4,6 +4,7 @@
 use anyhow::{Context as _, Result};
 use serde::Deserialize;
 
+use super::backup_options::BackupOptions;
 use super::outcome::Blocked;
 use crate::backup::catalog::BackupKind;
 use crate::backup::schedule::{Schedule, Schedules};
@@ -21,6 +22,8 @@ pub struct CharmConfig {
     pub retention_days: Option<u32>,
     /// `backup-schedule-*`: when backups are taken without an action.
     pub schedules: Schedules,
+    /// How backups are written: compression, concurrency, bandwidth, key.
+    pub backup: BackupOptions,
 }
 
 #[derive(Deserialize)]
@@ -39,6 +42,7 @@ impl CharmConfig {
         let raw = tools
             .config_get()
             .context("cannot read the charm's config")?;
+        let backup = BackupOptions::parse(&raw)?;
         let raw: Raw = serde_json::from_value(serde_json::Value::Object(raw))
             .context("the charm's config does not match config.yaml")?;
         let profile = Profile::parse(raw.profile.as_deref().unwrap_or("production"))
@@ -52,6 +56,7 @@ impl CharmConfig {
                 (BackupKind::Differential, raw.backup_schedule_differential),
                 (BackupKind::Incremental, raw.backup_schedule_incremental),
             ])?,
+            backup,
         })
     }
 }

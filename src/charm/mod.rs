@@ -2,8 +2,10 @@
 //! outcome of each mapped to what Juju sees.
 
 pub mod archiving;
+pub mod backup_options;
 pub mod cluster;
 pub mod config;
+pub mod encryption;
 pub mod event;
 pub mod outcome;
 pub mod passwords;

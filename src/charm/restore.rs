@@ -232,6 +232,7 @@ impl<'a> Restorer<'a> {
             pg_version: server.bin.major,
             model_uuid: self.ctx.model_uuid.clone(),
             app: self.ctx.app.clone(),
+            encryption_key_id: None,
         })
     }
 

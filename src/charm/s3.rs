@@ -137,6 +137,8 @@ pub fn load(ctx: &Context, tools: &dyn HookTools, leader: bool) -> Result<S3Stat
         access_key: access_key.unwrap_or_default(),
         secret_key: secret_key.unwrap_or_default(),
         repository: format!("{}.{}", ctx.model_name, ctx.app),
+        compression: Default::default(),
+        encryption_key: None,
     })))
 }
 

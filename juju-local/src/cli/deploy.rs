@@ -178,6 +178,10 @@ pub fn typed_config(meta: &CharmMeta, key: &str, v: &str) -> Result<Value> {
             crate::flags::parse_bool(v)
                 .with_context(|| format!("option {key:?} expected boolean, got {v:?}"))?,
         ),
+        "secret" => {
+            super::secret::check_uri(key, v)?;
+            Value::from(v)
+        }
         _ => Value::from(v),
     })
 }

@@ -8,6 +8,7 @@ mod deploy;
 mod destroy;
 mod exec;
 mod s3;
+mod secret;
 mod status;
 
 use std::path::{Path, PathBuf};
@@ -36,6 +37,11 @@ commands:
   s3-server [--dir D] [--address 127.0.0.1:0] [--access-key K --secret-key S] [--bucket B ...]
   s3-server stop|start
   clock [set <time> | real | advance <N>m <app> -- <cmd> [args ... {time} ...]]
+  add-secret <name> [--info TEXT] k=v ...
+  update-secret <name or uri> k=v ...
+  grant-secret <name or uri> <app>[,<app>...]
+  revoke-secret <name or uri> <app>[,<app>...]
+  remove-secret <name or uri>
 ";
 
 /// Runs the CLI; returns the process exit code.
@@ -190,6 +196,11 @@ fn dispatch(args: Vec<String>) -> Result<i32> {
         "destroy-model" => destroy::destroy(&dir, &rest),
         "s3-server" => s3::s3_server(&dir, &rest),
         "clock" => clock::clock(&dir, &rest),
+        "add-secret" => secret::add(&dir, &rest),
+        "update-secret" => secret::update(&dir, &rest),
+        "grant-secret" => secret::grant(&dir, &rest, true),
+        "revoke-secret" => secret::grant(&dir, &rest, false),
+        "remove-secret" => secret::remove(&dir, &rest),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(0)

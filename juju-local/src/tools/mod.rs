@@ -5,7 +5,7 @@
 mod action;
 mod misc;
 mod relation;
-mod secret;
+pub(crate) mod secret;
 
 pub use secret::parse_id as secret_id;
 

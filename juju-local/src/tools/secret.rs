@@ -57,7 +57,7 @@ pub fn parse_id(s: &str) -> Option<String> {
     ok.then_some(id)
 }
 
-fn new_id() -> String {
+pub(crate) fn new_id() -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuv";
     let mut rng = rand::thread_rng();
@@ -75,7 +75,7 @@ fn owns(ctx: &HookContext, s: &Secret) -> bool {
 }
 
 /// Parses `k=v`, `k#base64=v` and `k#file=path` content arguments.
-fn content(req_dir: &str, args: &[String]) -> Result<Bag, Fail> {
+pub(crate) fn content(req_dir: &str, args: &[String]) -> Result<Bag, Fail> {
     let key_re = Regex::new(r"^([a-z](?:-?[a-z0-9]){2,})$").map_err(|e| fail(e.to_string()))?;
     let mut out = Bag::new();
     for a in args {
@@ -151,6 +151,7 @@ fn add(ctx: &mut HookContext, req: &Request) -> Out {
             content: data,
         }],
         grants: BTreeMap::new(),
+        granted_apps: Default::default(),
     };
     ctx.work.secrets.insert(id.clone(), secret);
     Ok(format!("{}\n", ctx.work.secret_uri(&id)))
@@ -181,8 +182,12 @@ fn lookup(ctx: &HookContext, id: Option<&str>, label: Option<&str>) -> Result<St
         .ok_or_else(|| fail(format!("secret {label:?} not found")))
 }
 
-/// The unit may read the secret: its app owns it, or it was granted to its app or unit.
+/// The unit may read the secret: its app owns it, or it was granted to its
+/// app or unit (through a relation, or as a user secret).
 fn may_read(ctx: &HookContext, s: &Secret) -> bool {
+    if s.owner_kind == "model" {
+        return s.granted_apps.contains(ctx.app());
+    }
     if s.owner_app == ctx.app() && (s.owner_kind == "application" || owns(ctx, s)) {
         return true;
     }

@@ -11,6 +11,7 @@ use anyhow::{Context as _, Result};
 
 use super::archiving;
 use super::config::CharmConfig;
+use super::encryption;
 use super::event::CERTIFICATES_ENDPOINT;
 use super::outcome::Waiting;
 use super::passwords::{self, Passwords, SystemUser};
@@ -75,7 +76,7 @@ pub fn reconcile(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
     }
 
     // The repository: WAL goes to it only once it is reachable and ours.
-    let s3 = s3::load(ctx, tools, leader)?;
+    let s3 = encryption::complete(ctx, tools, &config.backup, s3::load(ctx, tools, leader)?)?;
     let repository_problem = archiving::check(ctx, &workload.server, &s3)?;
     workload.archive_command =
         archiving::command(ctx, &workload.server, &s3, repository_problem.is_none())?;
