@@ -12,6 +12,10 @@
 //! A backup's `backup_label`, `tablespace_map` and `backup_manifest` are
 //! small and stored uncompressed, encrypted like the rest. (PostgreSQL writes
 //! them as text, which never starts with the encrypted header's first byte.)
+//! The one object a reader could take for encrypted by mistake is a file
+//! stored with `backup-compression=none` and no key whose own first 8 bytes
+//! are that header's magic: it then fails to restore, loudly, and is never
+//! turned into other bytes.
 
 use std::io::{self, Write};
 
