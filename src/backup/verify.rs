@@ -191,7 +191,8 @@ async fn digest(repo: &Repo, object: &str) -> Result<String> {
     let mut out = repo.format.reader(object, std::io::sink())?;
     while let Some(chunk) = body.next().await {
         let chunk = chunk.with_context(|| format!("cannot read {key}"))?;
-        out.write_all(&chunk)?;
+        out.write_all(&chunk)
+            .with_context(|| format!("{key} cannot be decoded"))?;
     }
     let (_, digest) = out
         .finish()
