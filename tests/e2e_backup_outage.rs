@@ -71,10 +71,7 @@ fn an_s3_outage_mid_backup_fails_clearly_and_the_next_backup_succeeds() {
     model.ok(&["deploy", "s3-integrator"]);
     model.ok(&["integrate", "postgresql:s3-parameters", "s3-integrator"]);
     let deployed = started.elapsed();
-    let state: Value =
-        serde_json::from_slice(&std::fs::read(model.dir().join("model/model.json")).unwrap())
-            .unwrap();
-    let served = PathBuf::from(state["s3_server"]["dir"].as_str().unwrap());
+    let served = support::served(model);
     let repository = served.join("juju-local/local.postgresql");
     let backups = repository.join("backups");
     let lock = repository.join("locks/backup.json");

@@ -11,7 +11,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use postgresql_charm::postgres::sql::Db;
@@ -357,11 +357,7 @@ fn every_bad_input_gets_its_message_and_changes_nothing() {
     model.ok(&["deploy", "s3-integrator"]);
     model.ok(&["integrate", "postgresql:s3-parameters", "s3-integrator"]);
     settled(model, "postgresql", 1, Duration::from_secs(60));
-    let state_file: Value =
-        serde_json::from_slice(&std::fs::read(model.dir().join("model/model.json")).unwrap())
-            .unwrap();
-    let repository: PathBuf = PathBuf::from(state_file["s3_server"]["dir"].as_str().unwrap())
-        .join("juju-local/local.postgresql");
+    let repository = support::served(model).join("juju-local/local.postgresql");
     let operator = password(model, "postgresql");
     let db = Db::remote(address(model, "postgresql/0"), "operator", &operator).unwrap();
     db.execute("CREATE TABLE t (v text); INSERT INTO t SELECT md5(i::text) FROM generate_series(1, 1000) i")

@@ -104,11 +104,7 @@ fn an_encrypted_repository_holds_no_plaintext_and_restores_only_with_its_key() {
     model.ok(&["integrate", "postgresql:s3-parameters", "s3-integrator"]);
     settled(model, "postgresql", 1, Duration::from_secs(60));
 
-    let state: Value =
-        serde_json::from_slice(&std::fs::read(model.dir().join("model/model.json")).unwrap())
-            .unwrap();
-    let repository = PathBuf::from(state["s3_server"]["dir"].as_str().unwrap())
-        .join("juju-local/local.postgresql");
+    let repository = support::served(model).join("juju-local/local.postgresql");
     let owner: Value =
         serde_json::from_slice(&std::fs::read(repository.join("repository.json")).unwrap())
             .unwrap();

@@ -11,7 +11,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use postgresql_charm::postgres::sql::Db;
@@ -80,11 +80,7 @@ fn two_full_backups_kept_over_four_chains_delete_backup_and_verify_backup() {
     model.ok(&["deploy", "s3-integrator"]);
     model.ok(&["integrate", "postgresql:s3-parameters", "s3-integrator"]);
     settled(model, "postgresql", 1, Duration::from_secs(60));
-    let state: Value =
-        serde_json::from_slice(&std::fs::read(model.dir().join("model/model.json")).unwrap())
-            .unwrap();
-    let repository = PathBuf::from(state["s3_server"]["dir"].as_str().unwrap())
-        .join("juju-local/local.postgresql");
+    let repository = support::served(model).join("juju-local/local.postgresql");
     let operator = password(model, "postgresql");
     let db = Db::remote(address(model, "postgresql/0"), "operator", &operator).unwrap();
     db.execute("CREATE TABLE t (id serial PRIMARY KEY, chain int, at timestamptz DEFAULT clock_timestamp())")

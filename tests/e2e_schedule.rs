@@ -11,7 +11,6 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -33,11 +32,7 @@ struct Row {
 
 /// Every record in the repository, by start time.
 fn records(model: &Model) -> Vec<Row> {
-    let state: Value =
-        serde_json::from_slice(&std::fs::read(model.dir().join("model/model.json")).unwrap())
-            .unwrap();
-    let backups = PathBuf::from(state["s3_server"]["dir"].as_str().unwrap())
-        .join("juju-local/local.postgresql/backups");
+    let backups = support::served(model).join("juju-local/local.postgresql/backups");
     let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
     let mut out: Vec<_> = std::fs::read_dir(&backups)
         .map(|d| d.flatten().collect::<Vec<_>>())

@@ -205,6 +205,14 @@ pub fn storage(model: &Model, unit: &str) -> PathBuf {
         .path()
 }
 
+/// The directory the model's S3 server keeps its buckets in.
+pub fn served(model: &Model) -> PathBuf {
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(model.dir().join("model/model.json")).unwrap())
+            .unwrap();
+    PathBuf::from(state["s3_server"]["dir"].as_str().unwrap())
+}
+
 /// Waits until `units` units of `app` are active, nudging them with
 /// update-status (hooks run only when something happens).
 pub fn settled(model: &Model, app: &str, units: usize, limit: std::time::Duration) {
