@@ -22,7 +22,6 @@
 use std::ffi::OsString;
 use std::os::unix::fs::MetadataExt as _;
 use std::os::unix::io::AsRawFd as _;
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -150,23 +149,8 @@ pub fn keep_running(unit: &str, storage: &Path) {
         drop(free);
         let exe = std::env::current_exe().context("cannot find the charm binary")?;
         let mut cmd = Command::new(exe);
-        cmd.arg(SUBCOMMAND)
-            .arg(unit)
-            .arg(storage)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        // SAFETY: setsid is an async-signal-safe system call, with no
-        // memory touched between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::setsid() == -1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        cmd.spawn().context("cannot start the backup timer")?;
+        cmd.arg(SUBCOMMAND).arg(unit).arg(storage);
+        super::trash::spawn_detached(cmd, 0).context("cannot start the backup timer")?;
         Ok(())
     });
     if let Err(err) = started {

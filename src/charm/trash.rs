@@ -72,27 +72,35 @@ pub fn empty_in_background(storage: &Path) {
         .context("cannot find the charm binary")
         .and_then(|exe| {
             let mut cmd = Command::new(exe);
-            cmd.arg(SUBCOMMAND)
-                .arg(&trash)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
-            // SAFETY: setsid and nice are async-signal-safe system calls,
-            // with no memory touched between fork and exec.
-            unsafe {
-                cmd.pre_exec(|| {
-                    if libc::setsid() == -1 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    libc::nice(10);
-                    Ok(())
-                });
-            }
-            cmd.spawn().context("cannot start the deleter")
+            cmd.arg(SUBCOMMAND).arg(&trash);
+            spawn_detached(cmd, 10).context("cannot start the deleter")
         });
     if let Err(err) = started {
         tracing::warn!("cannot empty the trash {}: {err:#}", trash.display());
     }
+}
+
+/// Starts `cmd` in a session of its own with no standard streams, at
+/// `nice` (0 for the default), so that no agent waiting on the hook's
+/// process or its output waits for it; returns at once.
+pub fn spawn_detached(mut cmd: Command, nice: i32) -> std::io::Result<()> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: setsid and nice are async-signal-safe system calls, with no
+    // memory touched between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setsid() == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if nice != 0 {
+                libc::nice(nice);
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn().map(|_| ())
 }
 
 /// Runs `empty-trash <dir>` when `args[1]` names it; `None` otherwise.
