@@ -192,7 +192,9 @@ async fn objects_round_trip_through_an_s3_client() {
 
 /// Small objects fetched one after another on one kept-alive connection
 /// answer in milliseconds: the server sets TCP_NODELAY, so the end of a
-/// response never waits for the client's delayed ACK (about 40 ms each).
+/// response never waits for the client's delayed ACK (about 40 ms, on every
+/// GET). The quickest of 20 GETs is what is checked: a busy machine slows
+/// some of them, but only the delayed ACK holds every one of them back.
 #[tokio::test]
 async fn gets_on_a_reused_connection_do_not_wait_for_delayed_acks() {
     let server = Server::start("AKTEST", "secret-test-key", "test");
@@ -205,15 +207,15 @@ async fn gets_on_a_reused_connection_do_not_wait_for_delayed_acks() {
         .unwrap();
     let get = || async { store.get(&key).await.unwrap().bytes().await.unwrap() };
     assert_eq!(get().await.len(), body.len());
-    const GETS: u32 = 20;
-    let started = std::time::Instant::now();
-    for _ in 0..GETS {
+    let mut quickest = std::time::Duration::MAX;
+    for _ in 0..20 {
+        let started = std::time::Instant::now();
         assert_eq!(get().await.len(), body.len());
+        quickest = quickest.min(started.elapsed());
     }
-    let each = started.elapsed() / GETS;
     assert!(
-        each < std::time::Duration::from_millis(20),
-        "a GET on a reused connection took {each:?}"
+        quickest < std::time::Duration::from_millis(30),
+        "the quickest of 20 GETs on a reused connection took {quickest:?}"
     );
 }
 
