@@ -3,7 +3,10 @@
 //! S3 server. Segments land under their names with the SHA-256 of what
 //! PostgreSQL wrote, `wal-fetch` brings each back byte for byte, an absent one
 //! is "not found" (exit 1), and while S3 is down `wal-push` fails (the server
-//! keeps the segment and counts failures) until S3 is back.
+//! keeps the segment and counts failures) until S3 is back. A backlog is
+//! pushed ahead: one call stores the ready segments after its own, and the
+//! archiver's later calls for them are answered by their markers, with no
+//! S3 at all, unless the bytes changed.
 
 mod support;
 
@@ -160,6 +163,24 @@ fn keys(settings: &RepoSettings) -> Vec<String> {
     keys
 }
 
+/// The repository the tests archive into, on `s3`.
+fn repo_settings(s3: &S3) -> RepoSettings {
+    RepoSettings {
+        endpoint: format!("http://{}", s3.address),
+        region: None,
+        bucket: BUCKET.into(),
+        path: "/archive".into(),
+        uri_style: UriStyle::Path,
+        tls_ca_chain: vec![],
+        storage_class: None,
+        access_key: ACCESS_KEY.into(),
+        secret_key: SECRET_KEY.into(),
+        repository: "test.postgresql".into(),
+        compression: Default::default(),
+        encryption_key: None,
+    }
+}
+
 /// Runs `wal-fetch` as the server's user, as restore_command would.
 fn wal_fetch(server: &Server, bin: &Path, settings: &Path, name: &str, dest: &Path) -> i32 {
     let out = server
@@ -185,20 +206,7 @@ fn the_charm_binary_archives_and_restores_wal_through_s3() {
     let user = ServerUser::detect().unwrap();
 
     let mut s3 = S3::start(&juju_local(), &root.path().join("s3"), "127.0.0.1:0");
-    let settings = RepoSettings {
-        endpoint: format!("http://{}", s3.address),
-        region: None,
-        bucket: BUCKET.into(),
-        path: "/archive".into(),
-        uri_style: UriStyle::Path,
-        tls_ca_chain: vec![],
-        storage_class: None,
-        access_key: ACCESS_KEY.into(),
-        secret_key: SECRET_KEY.into(),
-        repository: "test.postgresql".into(),
-        compression: Default::default(),
-        encryption_key: None,
-    };
+    let settings = repo_settings(&s3);
     let settings_file = root.path().join("repository.json");
     settings.save(&settings_file, &user).unwrap();
 
@@ -309,4 +317,95 @@ fn the_charm_binary_archives_and_restores_wal_through_s3() {
         "the server's log has no wal-push failure for {held}:\n{log}"
     );
     assert!(!log.contains(SECRET_KEY), "the secret key is in the log");
+}
+
+/// Runs `wal-push` on `file` as archive_command would (from the directory
+/// above pg_wal); returns its exit code.
+fn wal_push(settings: &Path, cwd: &Path, file: &str) -> i32 {
+    let out = Command::new(env!("CARGO_BIN_EXE_postgresql-charm"))
+        .arg("wal-push")
+        .arg("--settings")
+        .arg(settings)
+        .arg(file)
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    out.status.code().unwrap_or(-1)
+}
+
+#[test]
+fn a_backlog_is_pushed_ahead_and_the_markers_answer_for_it() {
+    let root = tempfile::Builder::new()
+        .prefix("wal-ahead-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let mut s3 = S3::start(&juju_local(), &root.path().join("s3"), "127.0.0.1:0");
+    let settings = repo_settings(&s3);
+    let settings_file = root.path().join("repository.json");
+    std::fs::write(&settings_file, serde_json::to_vec(&settings).unwrap()).unwrap();
+
+    // A pg_wal with segments 1 to 5; 1 is being archived, 2 to 5 are ready.
+    let data = root.path().join("data");
+    let status = data.join("pg_wal/archive_status");
+    std::fs::create_dir_all(&status).unwrap();
+    let names: Vec<String> = (1..=5)
+        .map(|n| format!("0000000100000000000000{n:02X}"))
+        .collect();
+    let mut contents = Vec::new();
+    for (n, name) in names.iter().enumerate() {
+        let bytes: Vec<u8> = (0..1_000_000u32)
+            .map(|i| (i % (97 + n as u32)) as u8)
+            .collect();
+        std::fs::write(data.join("pg_wal").join(name), &bytes).unwrap();
+        if n > 0 {
+            std::fs::write(status.join(format!("{name}.ready")), b"").unwrap();
+        }
+        contents.push(bytes);
+    }
+
+    // One call stores its own segment and the four after it.
+    let first = format!("pg_wal/{}", names[0]);
+    assert_eq!(wal_push(&settings_file, &data, &first), 0);
+    let stored = keys(&settings);
+    for (name, bytes) in names.iter().zip(&contents) {
+        let key = format!(
+            "wal/{}/{name}-{}.zst",
+            &name[..16],
+            codec::sha256_hex(bytes)
+        );
+        assert!(stored.contains(&key), "{key} is not in {stored:#?}");
+    }
+    let markers = data.join("pg_wal/charm-pushed");
+    assert_eq!(std::fs::read_dir(&markers).unwrap().count(), 4);
+
+    // With S3 down, the archiver's calls for 2 and 3 succeed on their
+    // markers; 4, whose bytes changed since, needs S3 and fails.
+    s3.stop();
+    for name in &names[1..3] {
+        assert_eq!(
+            wal_push(&settings_file, &data, &format!("pg_wal/{name}")),
+            0,
+            "{name}"
+        );
+    }
+    let changed = data.join("pg_wal").join(&names[3]);
+    let mut bytes = contents[3].clone();
+    bytes[1234] ^= 0xff;
+    std::fs::write(&changed, &bytes).unwrap();
+    assert_eq!(
+        wal_push(&settings_file, &data, &format!("pg_wal/{}", names[3])),
+        1
+    );
+
+    // Markers are used once: 2 again needs S3.
+    assert_eq!(
+        wal_push(&settings_file, &data, &format!("pg_wal/{}", names[1])),
+        1
+    );
+    // And the markers before the last call's segment are gone.
+    let left: Vec<_> = std::fs::read_dir(&markers)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(left, [names[4].clone()]);
 }

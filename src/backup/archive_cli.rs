@@ -27,6 +27,7 @@ use anyhow::{bail, Context as _, Result};
 use super::repo::Repo;
 use super::settings::RepoSettings;
 use super::wal::{self, Backoff, Fetched};
+use super::wal_ahead::{self, Ahead};
 
 /// wal-fetch's exit code for anything but "found" and "not found": above
 /// 125, so that PostgreSQL aborts recovery instead of ending it.
@@ -59,7 +60,15 @@ fn wal_push(args: &[OsString]) -> ExitCode {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| file.display().to_string());
-    let result = open(&settings).and_then(|repo| block_on(wal::push(&repo, &file)));
+    let result = RepoSettings::load(&settings).and_then(|settings| {
+        // Pushed already, alongside an earlier segment: nothing to do.
+        let ahead = Ahead::beside(&file, &settings);
+        if ahead.claim(&segment, &file) {
+            return Ok(());
+        }
+        let repo = Repo::open(&settings)?;
+        block_on(wal_ahead::push(&repo, &ahead, &file)).map(drop)
+    });
     match result {
         Ok(_) => ExitCode::SUCCESS,
         Err(err) => {

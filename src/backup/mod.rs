@@ -26,6 +26,7 @@ pub mod throttle;
 pub mod upload;
 pub mod verify;
 pub mod wal;
+pub mod wal_ahead;
 pub mod walk;
 
 /// What the engine's unit tests share.
