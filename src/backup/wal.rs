@@ -164,7 +164,7 @@ pub async fn push(repo: &Repo, file: &FsPath) -> Result<Pushed> {
         let reader = std::fs::File::open(&source)
             .with_context(|| format!("cannot open {}", source.display()))?;
         format
-            .write_to_vec(std::io::BufReader::new(reader))
+            .write_to_vec(std::io::BufReader::with_capacity(1 << 20, reader))
             .with_context(|| format!("cannot compress {}", source.display()))
     })
     .await

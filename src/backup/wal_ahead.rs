@@ -31,7 +31,7 @@ use super::settings::RepoSettings;
 use super::wal::{self, Pushed};
 
 /// Segments pushed by one call: the one asked for and those after it.
-pub const BATCH: usize = 8;
+pub const BATCH: usize = 16;
 /// Segments compressed and uploaded at once within a call.
 pub const PARALLEL: usize = 4;
 
