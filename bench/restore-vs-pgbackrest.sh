@@ -108,10 +108,10 @@ out.append("")
 verdicts = []
 for kind in ("full", "incremental"):
     r = summary[kind]["whole"]["ratio_ours_over_pgbackrest"]
-    verdict = "met, stretch met" if r <= 0.8 else "met, stretch missed" if r <= 1 else "missed"
+    verdict = "met" if r <= 0.8 else "missed"
     verdicts.append(f"{kind}: **{verdict}** ({r:.3f})")
-out.append("Target, the whole restore no slower than pgBackRest's files + recovery until writable "
-           "(stretch: ≤ 0.8×), ratio of medians: " + "; ".join(verdicts) + ".\n")
+out.append("Target, the whole restore at most 0.8× pgBackRest's files + recovery until writable, "
+           "ratio of medians: " + "; ".join(verdicts) + ".\n")
 out.append("Where our restore spends its time (medians, seconds; the steps come from the watcher):\n")
 steps = doc["steps"]
 out.append("| backup restored | " + " | ".join(label for _, label in steps) + " | whole |")
@@ -505,6 +505,20 @@ meta = {
 }
 rows = [json.loads(l) for l in open(results)]
 
+def targets(summary):
+    """The issue's targets for the chart: the whole restore at most 0.8× pgBackRest's."""
+    out = []
+    for kind, label, limit in (("full", "restore of a full backup (wall)", 0.8),
+                               ("incremental", "restore of full + incremental (wall)", 0.8),
+                               ("full", "restore of a full backup: fetching the files (wall)", None)):
+        key = "files" if limit is None else "whole"
+        s = summary[kind][key]
+        ratio = s["ratio_ours_over_pgbackrest"]
+        out.append({"label": label, "ours": s["ours"]["median"], "reference": s["pgbackrest"]["median"],
+                    "reference_name": "pgBackRest", "unit": "s", "ratio": ratio, "target": limit,
+                    "rule": "at_most", "met": None if limit is None else ratio <= limit})
+    return out
+
 def stat(values):
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
@@ -529,7 +543,7 @@ for kind in ("full", "incremental"):
     summary[kind]["ours_steps"] = {k: stat([r["steps"][k] for r in o]) for k, _ in steps}
     summary[kind]["ours_trash_after_result_s"] = stat([r["trash_after_result_s"] for r in o])
     summary[kind]["pgbackrest_steps"] = {k: stat([r[k] for r in p]) for k in ("restore_s", "server_s")}
-doc = {"meta": meta, "steps": steps, "summary": summary, "runs": rows}
+doc = {"meta": meta, "steps": steps, "summary": summary, "targets": targets(summary), "runs": rows}
 with open(report, "w") as f:
     json.dump(doc, f, indent=2)
     f.write("\n")
