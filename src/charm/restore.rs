@@ -111,7 +111,11 @@ impl<'a> Restorer<'a> {
             .and_then(|()| verify(self, &incoming));
         if let Err(err) = fetched {
             let _ = std::fs::remove_dir_all(&incoming);
-            return Err(err);
+            if !out_of_space(&err) {
+                return Err(err);
+            }
+            tracing::warn!("the restore ran out of space: {err:#}");
+            return Err(no_space_error(record, &server.layout.storage));
         }
         Ok(incoming)
     }
@@ -291,10 +295,88 @@ fn verify(r: &Restorer<'_>, dir: &Path) -> Result<()> {
     .map(drop)
 }
 
+/// Whether an error comes from a full filesystem.
+fn out_of_space(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            io.kind() == std::io::ErrorKind::StorageFull || io.raw_os_error() == Some(libc::ENOSPC)
+        })
+    })
+}
+
+/// What a restore that filled the unit's storage says: what failed, why,
+/// that nothing changed, and what to do.
+fn no_space_error(record: &BackupRecord, storage: &Path) -> anyhow::Error {
+    let need: u64 = record
+        .files
+        .iter()
+        .filter(|f| f.kind == "file")
+        .map(|f| f.size)
+        .sum();
+    anyhow::anyhow!(
+        "cannot restore backup {}: no space left on the unit's storage ({}) for the backup's \
+         files, which need {} MiB beside the live data; the partial copy was removed and the \
+         cluster is unchanged: free space on the storage or give the unit larger storage, then \
+         run the restore again",
+        record.id,
+        storage.display(),
+        need.div_ceil(1 << 20)
+    )
+}
+
 /// Refuses a restore while the cluster cannot take one.
 pub fn check_ready(r: &Restorer<'_>) -> Result<()> {
     if r.peers.app_data.primary.is_none() {
         bail!("the cluster is not initialised yet: wait until the leader has set it up");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::catalog::BackupKind;
+
+    #[test]
+    fn a_full_disk_is_told_apart_and_said_plainly() {
+        let full = anyhow::Error::from(std::io::Error::from_raw_os_error(libc::ENOSPC))
+            .context("cannot restore base/5/1249 of backup 2026-11-22T10:00:00Z");
+        assert!(out_of_space(&full));
+        let other = anyhow::Error::from(std::io::Error::from_raw_os_error(libc::EACCES))
+            .context("cannot create base/5");
+        assert!(!out_of_space(&other));
+        assert!(!out_of_space(&anyhow::anyhow!("no space left on device")));
+
+        let mut record =
+            crate::backup::catalog::tests::record("2026-11-22T10:00:00Z", BackupKind::Full, true);
+        let entry = |path: &str, kind: &str, size: u64| crate::backup::catalog::FileRecord {
+            path: path.into(),
+            kind: kind.into(),
+            size,
+            mtime: 0,
+            mode: 0o600,
+            sha256: None,
+            crc32c: None,
+            object: None,
+            stored: 0,
+            target: None,
+            bad_pages: Vec::new(),
+        };
+        record.files = vec![
+            entry("base", "dir", 4096),
+            entry("base/1", "file", 3 << 20),
+            entry("base/2", "file", 1),
+        ];
+        let message = format!(
+            "{:#}",
+            no_space_error(&record, Path::new("/var/lib/pgdata"))
+        );
+        assert_eq!(
+            message,
+            "cannot restore backup 2026-11-22T10:00:00Z: no space left on the unit's storage \
+             (/var/lib/pgdata) for the backup's files, which need 4 MiB beside the live data; \
+             the partial copy was removed and the cluster is unchanged: free space on the \
+             storage or give the unit larger storage, then run the restore again"
+        );
+    }
 }
