@@ -20,6 +20,7 @@ use serde_json::json;
 use super::backups::{key_problem, repository};
 use crate::backup::catalog::{self, BackupKind, BackupRecord, BackupStatus};
 use crate::backup::lock::{self, Holder};
+use crate::backup::outage;
 use crate::backup::owner::{self, Owner, Succession};
 use crate::backup::pending;
 use crate::backup::repo::Repo;
@@ -43,6 +44,10 @@ struct Params {
 }
 
 pub fn run(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
+    restore_as_asked(ctx, tools).map_err(outage::explain)
+}
+
+fn restore_as_asked(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
     // What to restore to, as asked.
     let params: Params = action::params(tools)?;
     let (from, backup_id) = match params.backup_id.as_deref() {

@@ -9,6 +9,21 @@ use object_store::client::{HttpError, HttpErrorKind};
 /// What the user should check when the repository cannot be reached.
 pub const HINT: &str = "check the S3 endpoint and that the storage is up";
 
+/// True when asking again may help: the repository could not be reached,
+/// or it answered with a server error (`503 Slow Down`, `500`) through
+/// every retry of the S3 client, which object_store reports as `Generic`
+/// (a missing object, a refused permission and the like have their own
+/// variants and are not transient).
+pub fn is_transient(err: &anyhow::Error) -> bool {
+    is_unreachable(err)
+        || err.chain().any(|cause| {
+            matches!(
+                cause.downcast_ref::<object_store::Error>(),
+                Some(object_store::Error::Generic { .. })
+            )
+        })
+}
+
 /// True when `err` comes from an S3 repository that could not be reached.
 pub fn is_unreachable(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| {
@@ -73,6 +88,24 @@ mod tests {
             "cannot use the S3 repository: the S3 repository could not be reached; \
              check the S3 endpoint and that the storage is up"
         );
+    }
+
+    #[test]
+    fn server_errors_and_unreachable_stores_are_transient_a_missing_object_is_not() {
+        assert!(is_transient(&anyhow::Error::from(refused()).context("x")));
+        let slow_down = object_store::Error::Generic {
+            store: "S3",
+            source: "503 Slow Down".into(),
+        };
+        assert!(is_transient(&anyhow::Error::from(slow_down).context("x")));
+        let missing = object_store::Error::NotFound {
+            path: "k".into(),
+            source: "404".into(),
+        };
+        assert!(!is_transient(&anyhow::Error::from(missing).context("x")));
+        assert!(!is_transient(&anyhow::anyhow!(
+            "k does not match its checksum"
+        )));
     }
 
     #[test]

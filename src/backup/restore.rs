@@ -26,7 +26,9 @@ use tokio::sync::mpsc;
 
 use super::catalog::{self, BackupRecord, FileRecord};
 use super::object::Format;
+use super::outage;
 use super::repo::Repo;
+use super::wal::Backoff;
 
 /// How often progress is reported.
 const REPORT_EVERY: Duration = Duration::from_secs(10);
@@ -34,6 +36,13 @@ const REPORT_EVERY: Duration = Duration::from_secs(10);
 const CHUNKS_IN_FLIGHT: usize = 8;
 /// The writer's buffer in front of each file.
 const WRITE_BUFFER: usize = 256 << 10;
+/// A file whose download fails for a reason that may pass (S3 unreachable,
+/// or answering with server errors through all of its client's retries)
+/// is fetched again: 4 attempts, waiting 1, 2 and 4 s between them.
+const RETRY: Backoff = Backoff {
+    attempts: 4,
+    first_delay: Duration::from_secs(1),
+};
 
 /// How a restore writes.
 #[derive(Debug, Clone, Copy)]
@@ -97,7 +106,7 @@ pub async fn files(
         .files
         .iter()
         .filter(|f| f.kind == "file")
-        .map(|entry| fetch_file(repo, record, entry, dest, options.owner, &failed));
+        .map(|entry| fetch_retrying(repo, record, entry, dest, options.owner, &failed));
     let mut running = futures::stream::iter(jobs).buffer_unordered(options.concurrency.max(1));
     let mut first_error = None;
     while let Some(done) = running.next().await {
@@ -171,6 +180,35 @@ enum Piece {
     Chunk(Bytes),
     /// The object ended: the writer may finish the file.
     End,
+}
+
+/// [`fetch_file`], again after a transient failure, up to [`RETRY`]'s
+/// attempts (unless another file failed for good meanwhile).
+async fn fetch_retrying(
+    repo: &Repo,
+    record: &BackupRecord,
+    entry: &FileRecord,
+    dest: &Path,
+    owner: Option<(u32, u32)>,
+    failed: &AtomicBool,
+) -> Result<u64> {
+    let mut failures = 0;
+    loop {
+        match fetch_file(repo, record, entry, dest, owner, failed).await {
+            Err(err) if outage::is_transient(&err) && !failed.load(Ordering::Relaxed) => {
+                failures += 1;
+                if failures >= RETRY.attempts {
+                    return Err(err.context(format!(
+                        "cannot restore {} after {failures} attempts",
+                        entry.path
+                    )));
+                }
+                tracing::info!("fetching {} again: {err:#}", entry.path);
+                tokio::time::sleep(RETRY.delay(failures)).await;
+            }
+            done => return done,
+        }
+    }
 }
 
 /// Downloads one file's object into its writer; returns the file's size.
@@ -344,7 +382,12 @@ mod tests {
     /// A repository holding backup `b1`: a directory, a large file and a
     /// few small ones, its label and manifest.
     async fn backup() -> (Repo, BackupRecord) {
-        let repo = Repo::new(Arc::new(InMemory::new()));
+        backup_in(Arc::new(InMemory::new())).await
+    }
+
+    /// The same backup in `store`.
+    async fn backup_in(store: Arc<dyn ObjectStore>) -> (Repo, BackupRecord) {
+        let repo = Repo::new(store);
         let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
         let mut files = vec![FileRecord {
             path: "base".into(),
@@ -411,6 +454,28 @@ mod tests {
         concurrency: 3,
         owner: None,
     };
+
+    #[test]
+    fn a_download_that_fails_for_a_while_is_fetched_again() {
+        use crate::backup::wal::tests::Flaky;
+        use std::sync::atomic::Ordering;
+        let rt = runtime();
+        let store = Arc::new(Flaky::new(0));
+        let (repo, record) = rt.block_on(backup_in(store.clone()));
+        // Two of the first downloads fail, as through a flaky S3 endpoint.
+        store.failures.store(2, Ordering::SeqCst);
+        let calls = store.calls.load(Ordering::SeqCst);
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = tmp.path().join("data");
+        rt.block_on(files(&repo, &record, &dest, &OPTIONS, &|_| ()))
+            .unwrap();
+        let big = std::fs::read(dest.join("base/1")).unwrap();
+        assert!(big.iter().enumerate().all(|(i, &b)| b == (i % 253) as u8));
+        assert_eq!(std::fs::read(dest.join("base/2")).unwrap(), b"two");
+        assert_eq!(std::fs::read(dest.join("PG_VERSION")).unwrap(), b"15\n");
+        // Four files and three of the backup's own objects, and the two again.
+        assert_eq!(store.calls.load(Ordering::SeqCst) - calls, 4 + 3 + 2);
+    }
 
     #[test]
     fn writes_every_file_with_its_mode_and_the_backups_own_files() {

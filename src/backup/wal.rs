@@ -67,7 +67,8 @@ impl Backoff {
         first_delay: Duration::from_secs(2),
     };
 
-    fn delay(&self, failures: u32) -> Duration {
+    /// The wait after `failures` failures.
+    pub fn delay(&self, failures: u32) -> Duration {
         self.first_delay
             .saturating_mul(1 << failures.saturating_sub(1).min(16))
     }
@@ -324,7 +325,7 @@ pub fn restore_command(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
@@ -530,16 +531,16 @@ mod tests {
 
     /// A store that fails its first `failures` calls, then is `InMemory`.
     #[derive(Debug)]
-    struct Flaky {
+    pub(crate) struct Flaky {
         inner: InMemory,
-        failures: AtomicUsize,
-        calls: AtomicUsize,
+        pub(crate) failures: AtomicUsize,
+        pub(crate) calls: AtomicUsize,
         /// An object another server stores just before our next put.
         before_put: std::sync::Mutex<Option<Path>>,
     }
 
     impl Flaky {
-        fn new(failures: usize) -> Self {
+        pub(crate) fn new(failures: usize) -> Self {
             Self {
                 inner: InMemory::new(),
                 failures: AtomicUsize::new(failures),

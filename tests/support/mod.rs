@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod flaky;
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
