@@ -106,7 +106,7 @@ ctl() { pg "$pgbin/pg_ctl" -D "$1" -l "$work/pglogs/postgres.log" -w -t 120 "${@
 # The template: a cluster with SEGMENTS segments waiting to be archived.
 template="$work/template"
 say "a scratch cluster: pgbench -i -s $scale, then load until $segments segments wait to be archived"
-pg "$pgbin/initdb" -D "$template" --data-checksums -U postgres >"$work/logs/initdb.log"
+pg "$pgbin/initdb" -D "$template" --data-checksums -U postgres -A trust >"$work/logs/initdb.log" 2>&1
 cat >>"$template/postgresql.conf" <<EOF
 listen_addresses = ''
 port = $pg_port
@@ -121,8 +121,10 @@ EOF
 ctl "$template" start
 pgbench -h "$sock" -p "$pg_port" -U postgres -i -q -s "$scale" postgres >"$work/logs/pgbench-init.log" 2>&1
 ready() { find "$1/pg_wal/archive_status" -name '*.ready' | wc -l; }
+# Without waiting for each commit's flush: the same WAL, made sooner.
 while [ "$(ready "$template")" -lt "$segments" ]; do
-    pgbench -h "$sock" -p "$pg_port" -U postgres -c 2 -j 2 -T 5 postgres >>"$work/logs/pgbench-backlog.log" 2>&1
+    PGOPTIONS='-c synchronous_commit=off' pgbench -h "$sock" -p "$pg_port" -U postgres -c 4 -j 2 -T 5 \
+        postgres >>"$work/logs/pgbench-backlog.log" 2>&1
 done
 ctl "$template" -m fast stop
 backlog=$(ready "$template")
