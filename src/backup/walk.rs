@@ -43,6 +43,33 @@ pub struct Entry {
     pub mtime: i64,
     /// Permission bits (`st_mode & 0o7777`).
     pub mode: u32,
+    /// Which file this is, beyond its name: a page-level delta is taken
+    /// only against the reference's copy of the same file.
+    pub identity: Identity,
+}
+
+/// A file's inode number and birth time (nanoseconds since the epoch,
+/// where the filesystem keeps it). A name taken again by a new file (a
+/// relation's file number reused, a database copied file by file) shows
+/// another inode or a later birth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Identity {
+    pub ino: u64,
+    pub birth_ns: Option<u64>,
+}
+
+impl Identity {
+    pub fn of(meta: &std::fs::Metadata) -> Self {
+        let birth_ns = meta
+            .created()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .and_then(|d| u64::try_from(d.as_nanos()).ok());
+        Self {
+            ino: meta.ino(),
+            birth_ns,
+        }
+    }
 }
 
 /// Top-level files never copied: runtime state, leftovers of an earlier
@@ -272,6 +299,7 @@ fn entry(path: PathBuf, kind: Kind, meta: &std::fs::Metadata) -> Entry {
         size,
         mtime: meta.mtime(),
         mode: meta.mode() & 0o7777,
+        identity: Identity::of(meta),
     }
 }
 
@@ -442,6 +470,21 @@ mod tests {
             .unwrap();
         assert_eq!((wal.kind.clone(), wal.size), (Kind::Dir, 0));
         assert!(entries.iter().all(|e| is_plain_relative(&e.path)));
+    }
+
+    #[test]
+    fn a_name_taken_again_is_another_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("16384");
+        std::fs::write(&path, b"first").unwrap();
+        let first = Identity::of(&std::fs::metadata(&path).unwrap());
+        assert_eq!(first, Identity::of(&std::fs::metadata(&path).unwrap()));
+        // Another file under the same name, the first still open so that
+        // its inode cannot be handed out again at once.
+        let _held = std::fs::File::open(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, b"first").unwrap();
+        assert_ne!(first, Identity::of(&std::fs::metadata(&path).unwrap()));
     }
 
     #[test]
