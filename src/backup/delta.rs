@@ -42,7 +42,7 @@ use anyhow::{bail, ensure, Context as _, Result};
 use sha2::{Digest as _, Sha256};
 
 use super::codec::Digest;
-use super::pages::BLOCK;
+use super::pages::{page_ok, BLOCK};
 
 /// First bytes of a delta stream.
 pub const MAGIC: &[u8; 8] = b"PGDELTA1";
@@ -113,35 +113,70 @@ impl<W: Write> Writer<W> {
     }
 }
 
-/// The sink a relation file is copied into for a delta backup: every byte
-/// is counted in the file's digest (what PostgreSQL's manifest and the
-/// restore check the reassembled file against), and the pages changed
-/// since `since` go on into the delta stream.
+/// Checking pages on the way (see `pages`): the file being read, to read
+/// a failing page again, the number of its first block in the relation,
+/// and the LSN this backup started at.
+pub struct Check {
+    pub file: File,
+    pub first_block: u32,
+    pub start_lsn: u64,
+}
+
+/// The sink a relation file is copied into for a delta backup. Each page,
+/// once whole, is checked (a page whose checksum fails is read again from
+/// the file, as a read may meet a write half done), counted in the file's
+/// digest as finally read (what PostgreSQL's manifest and the restore check
+/// the reassembled file against), and passed on into the delta stream when
+/// it changed since `since`, or still fails its checksum: the restore must
+/// then give back what was read, not the reference's copy.
 pub struct Selector<W: Write> {
     delta: Writer<W>,
     since: u64,
+    check: Option<Check>,
     page: Vec<u8>,
     block: u32,
     hasher: Sha256,
     crc: u32,
     len: u64,
+    /// Blocks (numbered in the relation) whose checksum failed twice.
+    pub bad_pages: Vec<u32>,
 }
 
 impl<W: Write> Selector<W> {
-    pub fn new(out: W, since: u64) -> io::Result<Self> {
+    pub fn new(out: W, since: u64, check: Option<Check>) -> io::Result<Self> {
         Ok(Self {
             delta: Writer::new(out)?,
             since,
+            check,
             page: Vec::with_capacity(BLOCK),
             block: 0,
             hasher: Sha256::new(),
             crc: 0,
             len: 0,
+            bad_pages: Vec::new(),
         })
     }
 
     fn take(&mut self) -> io::Result<()> {
-        if changed_since(&self.page, self.since) {
+        let mut bad = false;
+        if let Some(check) = self.check.as_ref().filter(|_| self.page.len() == BLOCK) {
+            let blkno = check.first_block.wrapping_add(self.block);
+            if !page_ok(&self.page, blkno, check.start_lsn) {
+                let mut again = vec![0u8; BLOCK];
+                let offset = u64::from(self.block) * BLOCK as u64;
+                if check.file.read_exact_at(&mut again, offset).is_ok() {
+                    self.page = again;
+                }
+                bad = !page_ok(&self.page, blkno, check.start_lsn);
+                if bad {
+                    self.bad_pages.push(blkno);
+                }
+            }
+        }
+        self.hasher.update(&self.page);
+        self.crc = crc32c::crc32c_append(self.crc, &self.page);
+        self.len += self.page.len() as u64;
+        if bad || changed_since(&self.page, self.since) {
             self.delta.page(self.block, &self.page)?;
         }
         self.page.clear();
@@ -168,9 +203,6 @@ impl<W: Write> Selector<W> {
 
 impl<W: Write> Write for Selector<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.hasher.update(buf);
-        self.crc = crc32c::crc32c_append(self.crc, buf);
-        self.len += buf.len() as u64;
         let mut rest = buf;
         while !rest.is_empty() {
             let n = (BLOCK - self.page.len()).min(rest.len());
@@ -367,7 +399,7 @@ mod tests {
     #[test]
     fn the_selector_digests_the_whole_file_and_passes_on_the_changed_pages() {
         let now: Vec<u8> = [page(100, 1), page(300, 2), page(100, 3)].concat();
-        let mut sel = Selector::new(Vec::new(), 200).unwrap();
+        let mut sel = Selector::new(Vec::new(), 200, None).unwrap();
         // Written in pieces that straddle page boundaries.
         for piece in now.chunks(5000) {
             sel.write_all(piece).unwrap();
@@ -378,6 +410,44 @@ mod tests {
         assert_eq!(digest.len, now.len() as u64);
         assert_eq!(digest.sha256, crate::backup::codec::sha256_hex(&now));
         assert_eq!(digest.crc32c, crc32c::crc32c(&now));
+    }
+
+    /// `page(lsn, fill)` with its checksum as block `blkno`.
+    fn summed(lsn: u64, fill: u8, blkno: u32) -> Vec<u8> {
+        let mut p = page(lsn, fill);
+        let sum = crate::backup::pages::checksum(&p, blkno);
+        p[8..10].copy_from_slice(&sum.to_le_bytes());
+        p
+    }
+
+    #[test]
+    fn a_page_read_mid_write_is_read_again_and_a_bad_one_travels() {
+        // On disk: three good old pages. The stream read saw block 1 torn
+        // (a byte changed, the old LSN); block 2 is bad on disk too.
+        let mut disk: Vec<u8> = [summed(100, 1, 0), summed(100, 2, 1), summed(100, 3, 2)].concat();
+        disk[2 * BLOCK + 4000] ^= 0xff;
+        let (_dir, file) = file_with(&disk);
+        let mut read = disk.clone();
+        read[BLOCK + 5000] ^= 0xff;
+        let check = Check {
+            file: file.try_clone().unwrap(),
+            first_block: 0,
+            start_lsn: 500,
+        };
+        let mut sel = Selector::new(Vec::new(), 200, Some(check)).unwrap();
+        sel.write_all(&read).unwrap();
+        let bad = sel.bad_pages.clone();
+        let (digest, pages, stream) = sel.finish().unwrap();
+        // Block 1 was taken as read again (unchanged: not stored); block 2
+        // is bad and stored as read, so the reassembled file is the disk's.
+        assert_eq!(bad, vec![2]);
+        assert_eq!(pages, 1);
+        assert_eq!(digest.sha256, crate::backup::codec::sha256_hex(&disk));
+        let mut reference = disk.clone();
+        reference[2 * BLOCK..].copy_from_slice(&summed(100, 3, 2));
+        let (_dir, target) = file_with(&reference);
+        apply(&stream[..], &target).unwrap();
+        assert_eq!(content(&target), disk);
     }
 
     #[test]

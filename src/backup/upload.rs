@@ -2,7 +2,8 @@
 //! blocking thread, streamed through a small bounded channel to a buffered
 //! multipart writer, so memory stays bounded whatever the file's size; the
 //! repository's bandwidth limit, if any, paces the writer. A relation
-//! file's pages can be checked on the way (`pages`).
+//! file's pages can be checked on the way (`pages`), and only its pages
+//! changed since a reference backup stored (`delta`).
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -13,6 +14,7 @@ use object_store::path::Path as ObjectPath;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
+use super::delta::{Check, Selector};
 use super::pages::{confirm, Checked};
 use super::repo::Repo;
 
@@ -32,6 +34,16 @@ pub struct Uploaded {
     pub stored: u64,
     /// Blocks whose page checksum failed (when pages were checked).
     pub bad_pages: Vec<u32>,
+    /// For a page delta: what the object holds, as opposed to the file.
+    pub delta: Option<StoredDelta>,
+}
+
+/// The object of a page delta: how many pages it carries and the SHA-256
+/// of its stream (uncompressed), which a restore checks before laying it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredDelta {
+    pub pages: u32,
+    pub sha256: String,
 }
 
 /// Check the pages of a relation file as it is read: the number of its
@@ -85,6 +97,29 @@ pub async fn file(
     source: &Path,
     pages: Option<PageCheck>,
 ) -> Result<Option<Uploaded>> {
+    upload(repo, key, source, pages, None).await
+}
+
+/// Stores as the object `key` only the pages of the relation file `source`
+/// changed since `since` (the reference backup's start LSN), as a page
+/// delta (see `delta`); the digest returned is the whole file's as read.
+pub async fn delta(
+    repo: &Repo,
+    key: ObjectPath,
+    source: &Path,
+    pages: Option<PageCheck>,
+    since: u64,
+) -> Result<Option<Uploaded>> {
+    upload(repo, key, source, pages, Some(since)).await
+}
+
+async fn upload(
+    repo: &Repo,
+    key: ObjectPath,
+    source: &Path,
+    pages: Option<PageCheck>,
+    since: Option<u64>,
+) -> Result<Option<Uploaded>> {
     let input = match std::fs::File::open(source) {
         Ok(file) => file,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -93,34 +128,69 @@ pub async fn file(
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(IN_FLIGHT);
     let path = source.to_owned();
     let format = repo.format.clone();
-    let reader =
-        tokio::task::spawn_blocking(move || -> Result<(super::codec::Digest, u64, Vec<u32>)> {
-            let sink = ChannelWriter {
-                tx,
-                buffer: Vec::with_capacity(1 << 20),
-                sent: 0,
-            };
-            let mut compressor = format.writer(sink)?;
-            let read = |what: io::Result<u64>| {
-                what.map(drop)
-                    .with_context(|| format!("cannot read {}", path.display()))
-            };
-            let bad_pages = match pages {
-                Some(check) => {
-                    let mut checked = Checked::new(input, check.first_block, check.start_lsn);
-                    read(io::copy(&mut checked, &mut compressor))?;
-                    confirm(&path, check.first_block, check.start_lsn, &checked.failed)
-                }
-                None => {
-                    let mut input = input;
-                    read(io::copy(&mut input, &mut compressor))?;
-                    Vec::new()
-                }
-            };
-            let (mut sink, digest) = compressor.finish()?;
-            sink.send().context("the upload stopped")?;
-            Ok((digest, sink.sent, bad_pages))
-        });
+    let reader = tokio::task::spawn_blocking(move || -> Result<(Uploaded, u64)> {
+        let sink = ChannelWriter {
+            tx,
+            buffer: Vec::with_capacity(1 << 20),
+            sent: 0,
+        };
+        let mut compressor = format.writer(sink)?;
+        let read = |what: io::Result<u64>| {
+            what.map(drop)
+                .with_context(|| format!("cannot read {}", path.display()))
+        };
+        let (bad_pages, whole) = match (since, pages) {
+            (Some(since), check) => {
+                let check = match check {
+                    Some(c) => Some(Check {
+                        file: input.try_clone().context("cannot reopen the file")?,
+                        first_block: c.first_block,
+                        start_lsn: c.start_lsn,
+                    }),
+                    None => None,
+                };
+                let mut selector = Selector::new(compressor, since, check)?;
+                let mut input = input;
+                read(io::copy(&mut input, &mut selector))?;
+                let bad = std::mem::take(&mut selector.bad_pages);
+                let (digest, pages, inner) = selector.finish()?;
+                compressor = inner;
+                (bad, Some((digest, pages)))
+            }
+            (None, Some(check)) => {
+                let mut checked = Checked::new(input, check.first_block, check.start_lsn);
+                read(io::copy(&mut checked, &mut compressor))?;
+                let bad = confirm(&path, check.first_block, check.start_lsn, &checked.failed);
+                (bad, None)
+            }
+            (None, None) => {
+                let mut input = input;
+                read(io::copy(&mut input, &mut compressor))?;
+                (Vec::new(), None)
+            }
+        };
+        let (mut sink, stream) = compressor.finish()?;
+        sink.send().context("the upload stopped")?;
+        let (digest, delta) = match whole {
+            Some((digest, pages)) => (
+                digest,
+                Some(StoredDelta {
+                    pages,
+                    sha256: stream.sha256,
+                }),
+            ),
+            None => (stream, None),
+        };
+        let done = Uploaded {
+            sha256: digest.sha256,
+            crc32c: digest.crc32c,
+            len: digest.len,
+            stored: 0,
+            bad_pages,
+            delta,
+        };
+        Ok((done, sink.sent))
+    });
 
     let mut writer = BufWriter::with_capacity(repo.store.clone(), key.clone(), PART);
     while let Some(chunk) = rx.recv().await {
@@ -132,7 +202,7 @@ pub async fn file(
             .await
             .with_context(|| format!("cannot upload {key}"))?;
     }
-    let (digest, stored, bad_pages) = match reader.await.context("the compressing thread failed")? {
+    let (done, stored) = match reader.await.context("the compressing thread failed")? {
         Ok(done) => done,
         Err(err) => {
             let _ = writer.abort().await;
@@ -143,13 +213,7 @@ pub async fn file(
         .shutdown()
         .await
         .with_context(|| format!("cannot finish uploading {key}"))?;
-    Ok(Some(Uploaded {
-        sha256: digest.sha256,
-        crc32c: digest.crc32c,
-        len: digest.len,
-        stored,
-        bad_pages,
-    }))
+    Ok(Some(Uploaded { stored, ..done }))
 }
 
 #[cfg(test)]
@@ -216,6 +280,54 @@ mod tests {
         let (restored, digest) = format.read_to_vec(key.as_ref(), &stored).unwrap();
         assert_eq!(restored, bytes);
         assert_eq!(digest.sha256, done.sha256);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_delta_stores_the_changed_pages_and_rebuilds_the_file() {
+        use crate::backup::delta;
+        use crate::backup::pages::BLOCK;
+        // 300 pages with LSN 0/100 (pd_upper set), every tenth at 0/900.
+        let page = |i: usize| {
+            let mut p: Vec<u8> = (0..BLOCK).map(|b| ((b * 31 + i * 7) % 251) as u8).collect();
+            let lsn: u32 = if i % 10 == 0 { 0x900 } else { 0x100 };
+            p[0..8].copy_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0]);
+            p[4..8].copy_from_slice(&lsn.to_le_bytes());
+            p[14..16].copy_from_slice(&8000u16.to_le_bytes());
+            p
+        };
+        let now: Vec<u8> = (0..300).flat_map(page).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("16384");
+        std::fs::write(&source, &now).unwrap();
+        let repo = Repo::new(Arc::new(InMemory::new()));
+        let key = ObjectPath::from("backups/y/data/base/5/16384.delta.zst");
+
+        let done = delta(&repo, key.clone(), &source, None, 0x500)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(done.len, now.len() as u64);
+        assert_eq!(done.sha256, super::super::codec::sha256_hex(&now));
+        let stored = repo.store.get(&key).await.unwrap().bytes().await.unwrap();
+        assert_eq!(stored.len() as u64, done.stored);
+        let (stream, digest) = super::super::codec::decompress_to_vec(&stored).unwrap();
+        let noted = done.delta.unwrap();
+        assert_eq!(noted.pages, 30);
+        assert_eq!(noted.sha256, digest.sha256);
+
+        // Laid over a reference whose tenth pages differ, it gives the file.
+        let mut reference = now.clone();
+        for i in (0..300).step_by(10) {
+            reference[i * BLOCK + 100] ^= 0xff;
+        }
+        let target = dir.path().join("restored");
+        std::fs::write(&target, &reference).unwrap();
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&target)
+            .unwrap();
+        delta::apply(&stream[..], &file).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), now);
     }
 
     #[tokio::test(flavor = "current_thread")]
