@@ -73,7 +73,11 @@ fi
 bench_prerequisites
 [ -x "$pgbin/postgres" ] || die "PostgreSQL 15's server is missing: apt-get install -y postgresql-15"
 bench_on_exit() {
-    [ -z "${pg_run:-}" ] || runuser -u postgres -- "$pgbin/pg_ctl" -D "$pg_run" -m immediate stop >/dev/null 2>&1 || true
+    local dir
+    for dir in "${template:-}" "${pg_run:-}"; do
+        [ -n "$dir" ] && [ -f "$dir/postmaster.pid" ] || continue
+        runuser -u postgres -- "$pgbin/pg_ctl" -D "$dir" -m immediate stop >/dev/null 2>&1 || true
+    done
     [ -z "${s3_pid:-}" ] || kill "$s3_pid" 2>/dev/null || true
 }
 bench_workdir
@@ -121,8 +125,11 @@ EOF
 ctl "$template" start
 pgbench -h "$sock" -p "$pg_port" -U postgres -i -q -s "$scale" postgres >"$work/logs/pgbench-init.log" 2>&1
 ready() { find "$1/pg_wal/archive_status" -name '*.ready' | wc -l; }
-# Without waiting for each commit's flush: the same WAL, made sooner.
+# Without waiting for each commit's flush: the same WAL, made sooner. A
+# checkpoint before each round makes the first change to each page after it
+# write a full-page image, as a busy server's WAL holds.
 while [ "$(ready "$template")" -lt "$segments" ]; do
+    psql_run -c CHECKPOINT
     PGOPTIONS='-c synchronous_commit=off' pgbench -h "$sock" -p "$pg_port" -U postgres -c 4 -j 2 -T 5 \
         postgres >>"$work/logs/pgbench-backlog.log" 2>&1
 done
