@@ -232,55 +232,154 @@ pub struct Applied {
 /// A stream cut short or malformed is an error, and `file` must then be
 /// thrown away.
 pub fn apply(mut stream: impl Read, file: &File) -> Result<Applied> {
-    let mut magic = [0u8; 8];
-    stream
-        .read_exact(&mut magic)
-        .context("the page delta is empty")?;
-    ensure!(&magic == MAGIC, "this is not a page delta (unknown header)");
-    let mut page = vec![0u8; BLOCK];
-    let mut pages = 0u32;
-    let mut last: Option<u32> = None;
-    loop {
-        let block = read_u32(&mut stream).context("the page delta is cut short")?;
-        if block == END {
-            break;
-        }
-        let len = read_u32(&mut stream).context("the page delta is cut short")? as usize;
-        if len == 0 || len > BLOCK || last.is_some_and(|l| block <= l) {
-            bail!("the page delta is malformed at block {block}");
-        }
-        stream
-            .read_exact(&mut page[..len])
-            .with_context(|| format!("the page delta is cut short in block {block}"))?;
-        file.write_all_at(&page[..len], u64::from(block) * BLOCK as u64)
-            .with_context(|| format!("cannot write block {block}"))?;
-        last = Some(block);
-        pages += 1;
-    }
-    let mut size = [0u8; 8];
-    stream
-        .read_exact(&mut size)
-        .context("the page delta is cut short before its size")?;
-    let size = u64::from_le_bytes(size);
-    let mut rest = [0u8; 1];
-    ensure!(
-        stream.read(&mut rest)? == 0,
-        "the page delta goes on after its end"
-    );
-    if let Some(block) = last {
-        ensure!(
-            u64::from(block) * (BLOCK as u64) < size,
-            "the page delta writes block {block} beyond its size of {size} bytes"
-        );
-    }
-    file.set_len(size).context("cannot set the file's size")?;
-    Ok(Applied { pages, size })
+    let mut applier = Applier::new(file);
+    io::copy(&mut stream, &mut applier).map_err(unwrap_io)?;
+    applier.finish()
 }
 
-fn read_u32(stream: &mut impl Read) -> io::Result<u32> {
-    let mut b = [0u8; 4];
-    stream.read_exact(&mut b)?;
-    Ok(u32::from_le_bytes(b))
+/// Where the reading of a stream is.
+enum State {
+    Magic,
+    /// A page's block number and length, or the end mark.
+    Head,
+    Page {
+        block: u32,
+        len: usize,
+    },
+    Size,
+    Done {
+        size: u64,
+    },
+}
+
+/// A delta stream written in pieces (as a restore decompresses it), laid
+/// over `file` as its pages arrive; `finish` checks it was whole.
+pub struct Applier<'a> {
+    file: &'a File,
+    state: State,
+    buf: Vec<u8>,
+    last: Option<u32>,
+    pages: u32,
+}
+
+impl<'a> Applier<'a> {
+    pub fn new(file: &'a File) -> Self {
+        Self {
+            file,
+            state: State::Magic,
+            buf: Vec::with_capacity(BLOCK),
+            last: None,
+            pages: 0,
+        }
+    }
+
+    /// How many bytes the current state still waits for.
+    fn wanted(&self) -> usize {
+        match self.state {
+            State::Magic | State::Size => 8,
+            // The block number first: the end mark has no length after it.
+            State::Head if self.buf.len() < 4 || self.buf[..4] == END.to_le_bytes() => 4,
+            State::Head => 8,
+            State::Page { len, .. } => len,
+            State::Done { .. } => 0,
+        }
+    }
+
+    /// Acts on a whole piece (`self.buf`) and moves on.
+    fn step(&mut self) -> Result<()> {
+        let word =
+            |b: &[u8], at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+        self.state = match self.state {
+            State::Magic => {
+                ensure!(
+                    self.buf == MAGIC,
+                    "this is not a page delta (unknown header)"
+                );
+                State::Head
+            }
+            State::Head if self.buf.len() == 4 => State::Size,
+            State::Head => {
+                let (block, len) = (word(&self.buf, 0), word(&self.buf, 4) as usize);
+                if len == 0 || len > BLOCK || self.last.is_some_and(|l| block <= l) {
+                    bail!("the page delta is malformed at block {block}");
+                }
+                State::Page { block, len }
+            }
+            State::Page { block, .. } => {
+                self.file
+                    .write_all_at(&self.buf, u64::from(block) * BLOCK as u64)
+                    .with_context(|| format!("cannot write block {block}"))?;
+                self.last = Some(block);
+                self.pages += 1;
+                State::Head
+            }
+            State::Size => {
+                let size = u64::from_le_bytes(self.buf[..8].try_into().expect("8 bytes"));
+                if let Some(block) = self.last {
+                    ensure!(
+                        u64::from(block) * (BLOCK as u64) < size,
+                        "the page delta writes block {block} beyond its size of {size} bytes"
+                    );
+                }
+                State::Done { size }
+            }
+            State::Done { .. } => bail!("the page delta goes on after its end"),
+        };
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Checks the stream ended where it should, and sets the file's size.
+    pub fn finish(self) -> Result<Applied> {
+        let size = match self.state {
+            State::Done { size } => size,
+            State::Magic if self.buf.is_empty() => bail!("the page delta is empty"),
+            State::Magic => bail!("this is not a page delta (unknown header)"),
+            State::Page { block, .. } => bail!("the page delta is cut short in block {block}"),
+            State::Size => bail!("the page delta is cut short before its size"),
+            State::Head => bail!("the page delta is cut short"),
+        };
+        self.file
+            .set_len(size)
+            .context("cannot set the file's size")?;
+        Ok(Applied {
+            pages: self.pages,
+            size,
+        })
+    }
+}
+
+impl Write for Applier<'_> {
+    fn write(&mut self, mut bytes: &[u8]) -> io::Result<usize> {
+        let total = bytes.len();
+        while !bytes.is_empty() {
+            if matches!(self.state, State::Done { .. }) {
+                return Err(wrap_io(anyhow::anyhow!(
+                    "the page delta goes on after its end"
+                )));
+            }
+            let n = (self.wanted() - self.buf.len()).min(bytes.len());
+            self.buf.extend_from_slice(&bytes[..n]);
+            bytes = &bytes[n..];
+            if self.buf.len() == self.wanted() {
+                self.step().map_err(wrap_io)?;
+            }
+        }
+        Ok(total)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// An error of the stream's content carried through `io::Write`.
+fn wrap_io(err: anyhow::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("{err:#}"))
+}
+
+fn unwrap_io(err: io::Error) -> anyhow::Error {
+    anyhow::anyhow!("{err}")
 }
 
 #[cfg(test)]
@@ -376,6 +475,29 @@ mod tests {
         let (_dir, file) = file_with(&reference);
         assert_eq!(apply(&delta(&shorter, 200)[..], &file).unwrap().pages, 0);
         assert_eq!(content(&file), shorter);
+    }
+
+    #[test]
+    fn a_stream_written_in_any_pieces_lays_the_same_pages() {
+        let reference: Vec<u8> = [page(100, 1), page(100, 2), page(100, 3)].concat();
+        let now: Vec<u8> = [page(300, 7), page(100, 2), page(300, 8)].concat();
+        let stream = delta(&now, 200);
+        for piece in [1, 3, 4, 7, 4096, 9000] {
+            let (_dir, file) = file_with(&reference);
+            let mut applier = Applier::new(&file);
+            for chunk in stream.chunks(piece) {
+                applier.write_all(chunk).unwrap();
+            }
+            assert_eq!(applier.finish().unwrap().pages, 2, "pieces of {piece}");
+            assert_eq!(content(&file), now, "pieces of {piece}");
+        }
+        // A block out of order is malformed.
+        let mut bad = stream.clone();
+        let second = 8 + 8 + BLOCK;
+        bad[second..second + 4].copy_from_slice(&0u32.to_le_bytes());
+        let (_dir, file) = file_with(&reference);
+        let err = format!("{:#}", apply(&bad[..], &file).unwrap_err());
+        assert!(err.contains("malformed at block 0"), "{err}");
     }
 
     #[test]
