@@ -10,6 +10,7 @@ use anyhow::{Context as _, Result};
 
 use super::s3::S3State;
 use crate::backup::codec::sha256_hex;
+use crate::backup::outage;
 use crate::backup::owner::{self, Owner, Ownership};
 use crate::backup::repo::Repo;
 use crate::backup::settings::RepoSettings;
@@ -90,11 +91,21 @@ pub fn check(ctx: &Context, server: &Server, s3: &S3State) -> Result<Option<Stri
             Ok(Some(owner::foreign_message(&owner, &me, &location)))
         }
         Ok(Err(Ownership::Ours)) => unreachable!("returned as Ok(Ok(..)) above"),
-        Err(err) => Ok(Some(format!(
-            "cannot use the S3 repository {location} at {}: {}; check the s3-integrator settings",
-            settings.endpoint,
-            short(&err)
-        ))),
+        Err(err) => match outage::tls_problem(&err) {
+            Some(problem) => {
+                tracing::warn!("the S3 repository refused over TLS: {err:#}");
+                Ok(Some(format!(
+                    "cannot use the S3 repository {location} at {}: {problem}",
+                    settings.endpoint
+                )))
+            }
+            None => Ok(Some(format!(
+                "cannot use the S3 repository {location} at {}: {}; check the s3-integrator \
+                 settings",
+                settings.endpoint,
+                short(&err)
+            ))),
+        },
     }
 }
 

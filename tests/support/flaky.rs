@@ -6,6 +6,11 @@
 //! each, one upstream connection per client connection), and relays
 //! `Content-Length` and chunked bodies both ways; a client's
 //! `Expect: 100-continue` is answered by the proxy itself.
+//!
+//! With [`Proxy::start_tls`] it terminates TLS (rustls) with a certificate
+//! for 127.0.0.1 signed by a CA of its own ([`Ca`]), and forwards the
+//! requests in plain HTTP; it counts the handshakes that completed and
+//! those that failed (a client that does not trust the certificate).
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -14,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
 /// The share of requests (0 to 1) that meet each fault; the rest are
 /// forwarded at once.
@@ -64,6 +70,8 @@ struct State {
     shares: Mutex<Shares>,
     counts: [AtomicUsize; 5],
     stop: AtomicBool,
+    /// TLS handshakes completed, and failed.
+    handshakes: [AtomicUsize; 2],
 }
 
 impl State {
@@ -94,16 +102,83 @@ impl State {
     }
 }
 
+/// A certificate authority made for a test (ECDSA P-256, by rcgen).
+pub struct Ca {
+    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+}
+
+impl Ca {
+    pub fn new(name: &str) -> Self {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = rcgen::KeyPair::generate().unwrap();
+        Self {
+            issuer: rcgen::CertifiedIssuer::self_signed(params, key).unwrap(),
+        }
+    }
+
+    /// The CA's certificate, PEM.
+    pub fn pem(&self) -> String {
+        self.issuer.pem()
+    }
+
+    /// A server's TLS setup: a certificate for 127.0.0.1 (IP SAN) that
+    /// this CA signs, then the CA's own.
+    fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "127.0.0.1");
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let leaf = params.signed_by(&key, &self.issuer).unwrap();
+        let chain = vec![leaf.der().clone(), self.issuer.der().clone()];
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        Arc::new(config)
+    }
+}
+
 /// The proxy; it stops accepting when dropped.
 pub struct Proxy {
     port: u16,
     state: Arc<State>,
+    tls: bool,
 }
 
 impl Proxy {
     /// A proxy on a free loopback port in front of `upstream`
     /// (`http://127.0.0.1:<port>`), every choice from `seed`.
     pub fn start(upstream: &str, seed: u64, shares: Shares) -> Self {
+        Self::serve(upstream, seed, shares, None)
+    }
+
+    /// The same, serving HTTPS with a certificate for 127.0.0.1 that `ca`
+    /// signs.
+    pub fn start_tls(upstream: &str, seed: u64, shares: Shares, ca: &Ca) -> Self {
+        Self::serve(upstream, seed, shares, Some(ca.server_config()))
+    }
+
+    fn serve(
+        upstream: &str,
+        seed: u64,
+        shares: Shares,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Self {
         let upstream: SocketAddr = upstream
             .strip_prefix("http://")
             .expect("an http:// endpoint")
@@ -118,8 +193,10 @@ impl Proxy {
             shares: Mutex::new(shares),
             counts: Default::default(),
             stop: AtomicBool::new(false),
+            handshakes: Default::default(),
         });
         let accepting = state.clone();
+        let secure = tls.is_some();
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 if accepting.stop.load(Ordering::Relaxed) {
@@ -127,16 +204,33 @@ impl Proxy {
                 }
                 let Ok(client) = client else { continue };
                 let state = accepting.clone();
+                let tls = tls.clone();
                 std::thread::spawn(move || {
-                    let _ = serve(client, &state);
+                    let _ = match tls {
+                        None => serve(client, &state),
+                        Some(config) => serve_tls(client, config, &state),
+                    };
                 });
             }
         });
-        Self { port, state }
+        Self {
+            port,
+            state,
+            tls: secure,
+        }
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// TLS handshakes so far: completed, and failed.
+    pub fn handshakes(&self) -> (usize, usize) {
+        (
+            self.state.handshakes[0].load(Ordering::Relaxed),
+            self.state.handshakes[1].load(Ordering::Relaxed),
+        )
     }
 
     pub fn set_shares(&self, shares: Shares) {
@@ -320,23 +414,63 @@ fn s3_error(status: &str, code: &str, message: &str) -> Vec<u8> {
 
 type Upstream = (BufReader<TcpStream>, TcpStream);
 
-fn serve(client: TcpStream, state: &State) -> io::Result<()> {
-    let mut reader = BufReader::new(client.try_clone()?);
-    let mut writer = client;
+/// A client's connection, plain or TLS.
+trait Client: Read + Write {
+    /// Closes it without a word (nor a TLS close_notify).
+    fn abort(&mut self);
+}
+
+impl Client for TcpStream {
+    fn abort(&mut self) {
+        let _ = self.shutdown(Shutdown::Both);
+    }
+}
+
+impl Client for rustls::StreamOwned<rustls::ServerConnection, TcpStream> {
+    fn abort(&mut self) {
+        let _ = self.sock.shutdown(Shutdown::Both);
+    }
+}
+
+/// Completes the TLS handshake (counted), then serves the connection.
+fn serve_tls(
+    mut client: TcpStream,
+    config: Arc<rustls::ServerConfig>,
+    state: &State,
+) -> io::Result<()> {
+    let mut conn = rustls::ServerConnection::new(config).map_err(io::Error::other)?;
+    while conn.is_handshaking() {
+        if let Err(err) = conn.complete_io(&mut client) {
+            state.handshakes[1].fetch_add(1, Ordering::Relaxed);
+            return Err(err);
+        }
+    }
+    state.handshakes[0].fetch_add(1, Ordering::Relaxed);
+    serve(rustls::StreamOwned::new(conn, client), state)
+}
+
+fn serve(client: impl Client, state: &State) -> io::Result<()> {
+    // Requests are read whole before the answer is written, so one
+    // buffered stream does both.
+    let mut reader = BufReader::new(client);
     let mut upstream: Option<Upstream> = None;
     while let Some(head) = read_head(&mut reader)? {
         let expects = head
             .header("expect")
             .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
         if expects {
-            writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+            reader
+                .get_mut()
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+            reader.get_mut().flush()?;
         }
         let mut request = without_expect(&head);
         copy_body(&mut reader, &mut request, &head, None)?;
         let keep = !head.closes();
+        let writer = reader.get_mut();
         match state.decide() {
             Fate::Drop => {
-                let _ = writer.shutdown(Shutdown::Both);
+                writer.abort();
                 return Ok(());
             }
             Fate::SlowDown => writer.write_all(&s3_error(
@@ -351,12 +485,12 @@ fn serve(client: TcpStream, state: &State) -> io::Result<()> {
             ))?,
             Fate::Delay(delay) => {
                 std::thread::sleep(delay);
-                if !forward(state, &mut upstream, &head.method, &request, &mut writer)? {
+                if !forward(state, &mut upstream, &head.method, &request, writer)? {
                     return Ok(());
                 }
             }
             Fate::Forward => {
-                if !forward(state, &mut upstream, &head.method, &request, &mut writer)? {
+                if !forward(state, &mut upstream, &head.method, &request, writer)? {
                     return Ok(());
                 }
             }
@@ -377,7 +511,7 @@ fn forward(
     upstream: &mut Option<Upstream>,
     method: &str,
     request: &[u8],
-    client: &mut TcpStream,
+    client: &mut impl Write,
 ) -> io::Result<bool> {
     for attempt in 0..2 {
         if upstream.is_none() {
