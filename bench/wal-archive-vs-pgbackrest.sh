@@ -135,7 +135,7 @@ while [ "$(ready "$template")" -lt "$segments" ]; do
 done
 ctl "$template" -m fast stop
 backlog=$(ready "$template")
-wal_bytes=$(find "$template/pg_wal" -maxdepth 1 -type f -name '0*' -printf '%s\n' | awk '{ n += $1 } END { print n }')
+wal_bytes=$(find "$template/pg_wal" -maxdepth 1 -type f -name '0*' -printf '%s\n' | awk '{ n += $1 } END { printf "%.0f\n", n }')
 say "template: $backlog segments ready ($((wal_bytes / 1048576)) MiB in pg_wal)"
 
 # pgBackRest's configuration; each run gets its own repo1-path.

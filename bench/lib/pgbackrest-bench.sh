@@ -23,7 +23,7 @@ need() { command -v "$1" >/dev/null 2>&1 || die "$1 is missing: $2"; }
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 # Sum of the sizes of the objects (files) s3s-fs keeps under a directory.
-object_bytes() { find "$1" -type f -printf '%s\n' | awk '{ n += $1 } END { printf "%d\n", n }'; }
+object_bytes() { find "$1" -type f -printf '%s\n' | awk '{ n += $1 } END { printf "%.0f\n", n }'; }
 sql() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
 
 # timed OUT ERR CMD...: runs CMD, prints "wall user sys" (seconds; CPU of the
