@@ -22,6 +22,9 @@ use super::repo::Repo;
 const PART: usize = 8 << 20;
 /// Compressed chunks in flight between the reader and the writer.
 const IN_FLIGHT: usize = 4;
+/// Parts of one file being uploaded at once (the store's default, 8, let
+/// a large file hold 64 MiB when S3 is slower than the compressor).
+const PARTS_IN_FLIGHT: usize = 2;
 
 /// What was stored for one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,7 +195,8 @@ async fn upload(
         Ok((done, sink.sent))
     });
 
-    let mut writer = BufWriter::with_capacity(repo.store.clone(), key.clone(), PART);
+    let mut writer = BufWriter::with_capacity(repo.store.clone(), key.clone(), PART)
+        .with_max_concurrency(PARTS_IN_FLIGHT);
     while let Some(chunk) = rx.recv().await {
         if let Some(throttle) = &repo.throttle {
             throttle.take(chunk.len()).await;
