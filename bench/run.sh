@@ -3,7 +3,7 @@
 # the chart (docs/benchmarks/summary.png) and the table at the top of
 # docs/benchmarks.md, drawn from the JSON each benchmark wrote.
 #
-#   bench/run.sh                  all of them, at their defaults (about an hour on 2 cores)
+#   bench/run.sh                  all of them, at their defaults (about 25 minutes on 2 cores)
 #   bench/run.sh wal-archive hook-overhead       only those (names as below)
 #   REPORT_ONLY=1 bench/run.sh    only the summary, from the committed JSON
 #
