@@ -253,6 +253,37 @@ mod tests {
     }
 
     #[test]
+    fn each_refused_certificate_says_what_to_change() {
+        use rustls::CertificateError as Cert;
+        let said = |tls: rustls::Error| {
+            // As the HTTP client hands it over: inside an io::Error.
+            let io = std::io::Error::other(tls);
+            tls_problem(&anyhow::Error::from(io).context("cannot read k")).unwrap()
+        };
+        assert_eq!(
+            said(rustls::Error::InvalidCertificate(Cert::NotValidForName)),
+            "the S3 endpoint's TLS certificate is not valid for the endpoint's host; set the \
+             s3-integrator's endpoint to a name or address the certificate lists"
+        );
+        assert_eq!(
+            said(rustls::Error::InvalidCertificate(Cert::Expired)),
+            "the S3 endpoint's TLS certificate has expired or is not valid yet; renew it, or \
+             check the unit's clock"
+        );
+        assert_eq!(
+            said(rustls::Error::InvalidCertificate(Cert::NotValidYet)),
+            said(rustls::Error::InvalidCertificate(Cert::Expired))
+        );
+        assert!(said(rustls::Error::InvalidCertificate(Cert::Revoked))
+            .starts_with("the S3 endpoint's TLS certificate is not valid (Revoked); check"));
+        assert!(said(rustls::Error::DecryptError)
+            .starts_with("the TLS handshake with the S3 endpoint failed"));
+        // None of them is worth asking again.
+        let io = std::io::Error::other(rustls::Error::InvalidCertificate(Cert::Expired));
+        assert!(!is_transient(&anyhow::Error::from(io)));
+    }
+
+    #[test]
     fn answers_and_other_failures_are_left_as_they_are() {
         let denied = object_store::Error::PermissionDenied {
             path: "k".into(),
