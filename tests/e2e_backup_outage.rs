@@ -62,14 +62,7 @@ fn row(table: &str, id: &str) -> String {
 fn an_s3_outage_mid_backup_fails_clearly_and_the_next_backup_succeeds() {
     let started = Instant::now();
     let model = &Model::new();
-    model.ok(&[
-        "deploy",
-        support::build().charm.to_str().unwrap(),
-        "--config",
-        "profile=testing",
-    ]);
-    model.ok(&["deploy", "s3-integrator"]);
-    model.ok(&["integrate", "postgresql:s3-parameters", "s3-integrator"]);
+    support::deploy_with_s3(model);
     let deployed = started.elapsed();
     let served = support::served(model);
     let repository = served.join("juju-local/local.postgresql");

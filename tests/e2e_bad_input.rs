@@ -348,14 +348,7 @@ fn put_back(model: &Model, input: &Input, original: &serde_yaml::Value) {
 #[test]
 fn every_bad_input_gets_its_message_and_changes_nothing() {
     let model = &Model::new();
-    model.ok(&[
-        "deploy",
-        support::build().charm.to_str().unwrap(),
-        "--config",
-        "profile=testing",
-    ]);
-    model.ok(&["deploy", "s3-integrator"]);
-    model.ok(&["integrate", "postgresql:s3-parameters", "s3-integrator"]);
+    support::deploy_with_s3(model);
     settled(model, "postgresql", 1, Duration::from_secs(60));
     let repository = support::served(model).join("juju-local/local.postgresql");
     let operator = password(model, "postgresql");

@@ -16,8 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use postgresql_charm::postgres::{binaries, sql::Db};
+use postgresql_charm::postgres::sql::Db;
 use serde_json::Value;
+use support::pg::assert_amcheck_clean;
 use support::{address, backup, password, settled, storage, Model};
 
 /// The size of the unit's storage: the charm's archive program (a debug
@@ -101,14 +102,7 @@ fn deploy_on_tmpfs(mib: u64) -> Unit {
     let disk = Tmpfs::mount(&dir, mib, model.dir());
     let unit = Unit { model, disk };
     let model = &unit.model;
-    model.ok(&[
-        "deploy",
-        support::build().charm.to_str().unwrap(),
-        "--config",
-        "profile=testing",
-    ]);
-    model.ok(&["deploy", "s3-integrator"]);
-    model.ok(&["integrate", "postgresql:s3-parameters", "s3-integrator"]);
+    support::deploy_with_s3(model);
     settled(model, "postgresql", 1, Duration::from_secs(60));
     assert_eq!(storage(model, "postgresql/0"), unit.disk.dir);
     unit
@@ -195,22 +189,6 @@ fn state(host: IpAddr, operator: &str) -> State {
 
 fn workload_status(model: &Model) -> Value {
     model.status()["applications"]["postgresql"]["units"]["postgresql/0"]["workload-status"].clone()
-}
-
-/// `pg_amcheck --all` finds nothing wrong.
-fn assert_amcheck_clean(host: IpAddr, operator: &str) {
-    let out = Command::new(binaries::find().unwrap().unwrap().program("pg_amcheck"))
-        .args(["--all", "--install-missing", "--heapallindexed"])
-        .args(["-h", &host.to_string(), "-U", "operator", "-d", "postgres"])
-        .env("PGPASSWORD", operator)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success() && out.stdout.is_empty(),
-        "pg_amcheck: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[test]

@@ -194,18 +194,6 @@ fn backups_in_progress(db: &Db) -> i64 {
     .unwrap()
 }
 
-fn seed() -> u64 {
-    std::env::var("FAULT_KILL_SEED")
-        .ok()
-        .map(|s| s.parse().expect("FAULT_KILL_SEED is a number"))
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        })
-}
-
 /// What one trial left.
 struct Trial {
     kind: &'static str,
@@ -226,19 +214,12 @@ fn killing_the_charm_mid_backup_leaves_nothing_half_done() {
         .and_then(|t| t.parse().ok())
         .unwrap_or(TRIALS)
         .max(TRIALS);
-    let seed = seed();
+    let seed = support::seed("FAULT_KILL_SEED");
     eprintln!("kill points from FAULT_KILL_SEED={seed}, {trials} trials");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
 
     let model = &Model::new();
-    model.ok(&[
-        "deploy",
-        support::build().charm.to_str().unwrap(),
-        "--config",
-        "profile=testing",
-    ]);
-    model.ok(&["deploy", "s3-integrator"]);
-    model.ok(&["integrate", "postgresql:s3-parameters", "s3-integrator"]);
+    support::deploy_with_s3(model);
     let deployed = started.elapsed();
     let lock = support::served(model).join("juju-local/local.postgresql/locks/backup.json");
     let charm_bin = model

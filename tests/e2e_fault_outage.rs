@@ -10,13 +10,13 @@
 mod support;
 
 use std::net::IpAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use postgresql_charm::postgres::{binaries, sql::Db};
+use postgresql_charm::postgres::sql::Db;
+use support::pg::{assert_amcheck_clean, assert_balanced, finished, pgbench};
 use support::{address, backup, password, settled, Model};
 
 /// How long S3 is down.
@@ -31,31 +31,6 @@ const CATCH_UP: Duration = Duration::from_secs(60);
 const SCALE: &str = "5";
 /// WAL segments switched during the outage, besides what the load fills.
 const SWITCHES: usize = 4;
-
-fn pg_tool(name: &str) -> Command {
-    Command::new(binaries::find().unwrap().unwrap().program(name))
-}
-
-/// pgbench against a server, with its output checked when it ends.
-fn pgbench(host: IpAddr, operator: &str, args: &[&str]) -> Child {
-    pg_tool("pgbench")
-        .args(args)
-        .args(["-h", &host.to_string(), "-U", "operator", "postgres"])
-        .env("PGPASSWORD", operator)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn finished(child: Child, what: &str) {
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{what}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// The archiver as the server sees it.
 #[derive(Debug)]
@@ -121,38 +96,6 @@ fn writer(host: IpAddr, operator: String, stop: Arc<AtomicBool>) -> JoinHandle<W
     })
 }
 
-/// pgbench's invariant: every balance sum equals the sum of the history.
-fn assert_balanced(db: &Db) {
-    let sums = db
-        .query_row(
-            "SELECT (SELECT sum(abalance) FROM pgbench_accounts)::text, \
-                    (SELECT sum(tbalance) FROM pgbench_tellers)::text, \
-                    (SELECT sum(bbalance) FROM pgbench_branches)::text, \
-                    (SELECT coalesce(sum(delta), 0) FROM pgbench_history)::text",
-        )
-        .unwrap();
-    assert!(
-        sums.iter().all(|s| s == &sums[0]),
-        "pgbench's balances disagree: {sums:?}"
-    );
-}
-
-/// `pg_amcheck --all` finds nothing wrong.
-fn assert_amcheck_clean(host: IpAddr, operator: &str) {
-    let out = pg_tool("pg_amcheck")
-        .args(["--all", "--install-missing", "--heapallindexed"])
-        .args(["-h", &host.to_string(), "-U", "operator", "-d", "postgres"])
-        .env("PGPASSWORD", operator)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success() && out.stdout.is_empty(),
-        "pg_amcheck: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// What the load left: pgbench's history and commit_log, counted and summed.
 const TOTALS: &str = "SELECT (SELECT count(*) FROM pgbench_history)::text, \
                              (SELECT coalesce(sum(delta), 0) FROM pgbench_history)::text, \
@@ -163,14 +106,7 @@ const TOTALS: &str = "SELECT (SELECT count(*) FROM pgbench_history)::text, \
 fn a_minute_without_s3_under_load_loses_no_acknowledged_commit() {
     let started = Instant::now();
     let model = &Model::new();
-    model.ok(&[
-        "deploy",
-        support::build().charm.to_str().unwrap(),
-        "--config",
-        "profile=testing",
-    ]);
-    model.ok(&["deploy", "s3-integrator"]);
-    model.ok(&["integrate", "postgresql:s3-parameters", "s3-integrator"]);
+    support::deploy_with_s3(model);
     settled(model, "postgresql", 1, Duration::from_secs(60));
     let operator = password(model, "postgresql");
     let host = address(model, "postgresql/0");

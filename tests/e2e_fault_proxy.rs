@@ -19,9 +19,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use postgresql_charm::postgres::{binaries, sql::Db};
+use postgresql_charm::postgres::sql::Db;
 use serde_json::Value;
 use support::flaky::{Proxy, Shares};
+use support::pg::{assert_amcheck_clean, assert_balanced, pg_tool};
 use support::{address, password, settled, storage, Model};
 
 const UNIT: &str = "postgresql/0";
@@ -68,10 +69,6 @@ INSERT INTO commit_log (at) VALUES (clock_timestamp());
 END;
 ";
 
-fn pg_tool(name: &str) -> Command {
-    Command::new(binaries::find().unwrap().unwrap().program(name))
-}
-
 fn pgbench(host: IpAddr, operator: &str, args: &[&str]) {
     let out = pg_tool("pgbench")
         .args(args)
@@ -98,38 +95,6 @@ fn snapshot(db: &Db) -> String {
                  ORDER BY mtime, tid, aid, delta)), '-') FROM pgbench_history)",
     )
     .unwrap()
-}
-
-/// pgbench's invariant: every balance sum equals the sum of the history.
-fn assert_balanced(db: &Db) {
-    let sums = db
-        .query_row(
-            "SELECT (SELECT sum(abalance) FROM pgbench_accounts)::text, \
-                    (SELECT sum(tbalance) FROM pgbench_tellers)::text, \
-                    (SELECT sum(bbalance) FROM pgbench_branches)::text, \
-                    (SELECT coalesce(sum(delta), 0) FROM pgbench_history)::text",
-        )
-        .unwrap();
-    assert!(
-        sums.iter().all(|s| s == &sums[0]),
-        "pgbench's balances disagree: {sums:?}"
-    );
-}
-
-/// `pg_amcheck --all` finds nothing wrong.
-fn assert_amcheck_clean(host: IpAddr, operator: &str) {
-    let out = pg_tool("pg_amcheck")
-        .args(["--all", "--install-missing", "--heapallindexed"])
-        .args(["-h", &host.to_string(), "-U", "operator", "-d", "postgres"])
-        .env("PGPASSWORD", operator)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success() && out.stdout.is_empty(),
-        "pg_amcheck: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Every archived WAL segment of the repository, with the file that holds it.
@@ -214,18 +179,6 @@ fn restore(model: &Model, params: &[&str]) -> Value {
     task
 }
 
-fn seed() -> u64 {
-    std::env::var("FAULT_PROXY_SEED")
-        .ok()
-        .map(|s| s.parse().expect("FAULT_PROXY_SEED is a number"))
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        })
-}
-
 /// The archiver's count of segments archived.
 fn archived_count(db: &Db) -> i64 {
     db.query_i64("SELECT archived_count FROM pg_stat_archiver")
@@ -235,17 +188,10 @@ fn archived_count(db: &Db) -> i64 {
 #[test]
 fn a_flaky_s3_never_loses_wal_nor_passes_off_a_broken_backup() {
     let started = Instant::now();
-    let seed = seed();
+    let seed = support::seed("FAULT_PROXY_SEED");
     eprintln!("proxy choices from FAULT_PROXY_SEED={seed}");
     let model = &Model::new();
-    model.ok(&[
-        "deploy",
-        support::build().charm.to_str().unwrap(),
-        "--config",
-        "profile=testing",
-    ]);
-    model.ok(&["deploy", "s3-integrator"]);
-    model.ok(&["integrate", "postgresql:s3-parameters", "s3-integrator"]);
+    support::deploy_with_s3(model);
     // Uploads overlap, so that late answers do not add up.
     model.ok(&["config", "postgresql", "backup-upload-concurrency=8"]);
     settled(model, "postgresql", 1, Duration::from_secs(60));

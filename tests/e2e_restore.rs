@@ -9,13 +9,12 @@
 
 mod support;
 
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use postgresql_charm::postgres::{binaries, sql::Db};
+use postgresql_charm::postgres::sql::Db;
 use serde_json::Value;
+use support::pg::{assert_amcheck_clean, assert_balanced, finished, pgbench};
 use support::{address, backup, password, settled, Model};
 
 /// Deploys `units` units and an s3-integrator (juju-local's S3 server),
@@ -60,31 +59,6 @@ fn now(db: &Db) -> String {
     .unwrap()
 }
 
-fn pg_tool(name: &str) -> Command {
-    Command::new(binaries::find().unwrap().unwrap().program(name))
-}
-
-/// pgbench against a server, with its output checked when it ends.
-fn pgbench(host: IpAddr, operator: &str, args: &[&str]) -> Child {
-    pg_tool("pgbench")
-        .args(args)
-        .args(["-h", &host.to_string(), "-U", "operator", "postgres"])
-        .env("PGPASSWORD", operator)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn finished(child: Child, what: &str) {
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{what}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// pgbench's transaction, which also logs its commit time.
 const LOGGED_TPCB: &str = "\\set aid random(1, 100000 * :scale)
 \\set bid random(1, 1 * :scale)
@@ -99,38 +73,6 @@ INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (:tid, :bid, :a
 INSERT INTO commit_log (at) VALUES (clock_timestamp());
 END;
 ";
-
-/// pgbench's invariant: every balance sum equals the sum of the history.
-fn assert_balanced(db: &Db) {
-    let sums = db
-        .query_row(
-            "SELECT (SELECT sum(abalance) FROM pgbench_accounts)::text, \
-                    (SELECT sum(tbalance) FROM pgbench_tellers)::text, \
-                    (SELECT sum(bbalance) FROM pgbench_branches)::text, \
-                    (SELECT coalesce(sum(delta), 0) FROM pgbench_history)::text",
-        )
-        .unwrap();
-    assert!(
-        sums.iter().all(|s| s == &sums[0]),
-        "pgbench's balances disagree: {sums:?}"
-    );
-}
-
-/// `pg_amcheck --all` finds nothing wrong.
-fn assert_amcheck_clean(host: IpAddr, operator: &str) {
-    let out = pg_tool("pg_amcheck")
-        .args(["--all", "--install-missing", "--heapallindexed"])
-        .args(["-h", &host.to_string(), "-U", "operator", "-d", "postgres"])
-        .env("PGPASSWORD", operator)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success() && out.stdout.is_empty(),
-        "pg_amcheck: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Every replica streams from the primary on `timeline`.
 fn assert_streaming_on(model: &Model, operator: &str, units: usize, timeline: i64) {

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod flaky;
+pub mod pg;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -181,6 +182,19 @@ impl Model {
     }
 }
 
+/// One unit of the packed charm (profile=testing) and the built-in
+/// s3-integrator (which starts the model's S3 server), related.
+pub fn deploy_with_s3(model: &Model) {
+    model.ok(&[
+        "deploy",
+        build().charm.to_str().unwrap(),
+        "--config",
+        "profile=testing",
+    ]);
+    model.ok(&["deploy", "s3-integrator"]);
+    model.ok(&["integrate", "postgresql:s3-parameters", "s3-integrator"]);
+}
+
 /// A unit's address, as `status` shows it.
 pub fn address(model: &Model, unit: &str) -> std::net::IpAddr {
     let status = model.status();
@@ -259,6 +273,20 @@ pub fn backup(model: &Model, unit: &str, kind: &str) -> String {
     eprintln!("{kind} backup: {:?}", started.elapsed());
     assert_eq!(task["status"], "completed", "{kind} backup: {task:#}");
     task["results"]["backup-id"].as_str().unwrap().to_owned()
+}
+
+/// A seed for a test's random choices: the number in `var`, to replay a
+/// failure, or the clock's nanoseconds (printed by the caller).
+pub fn seed(var: &str) -> u64 {
+    std::env::var(var)
+        .ok()
+        .map(|s| s.parse().unwrap_or_else(|_| panic!("{var} is a number")))
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        })
 }
 
 /// Waits until `check` holds, for at most 30 s.
