@@ -81,7 +81,13 @@ impl fmt::Display for BackupKind {
 }
 
 /// One file, directory or link of the data directory as a backup holds it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// A relation file of a differential or incremental backup may be held as
+/// a base and layers: `object` holds the whole file as an earlier backup of
+/// the chain read it (its SHA-256 is `base_sha256`), and each layer holds
+/// the pages that changed since the backup before it (see `delta`); laid
+/// over the base in order they give the file whose SHA-256 is `sha256`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct FileRecord {
     pub path: String,
@@ -115,6 +121,69 @@ pub struct FileRecord {
     /// backup read them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bad_pages: Vec<u32>,
+    /// The file's inode number and birth time (nanoseconds) when the backup
+    /// read it: a later backup stores a page delta only against the same file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ino: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub birth_ns: Option<u64>,
+    /// With layers: the SHA-256 of the file `object` holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_sha256: Option<String>,
+    /// Page deltas laid over the base, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<Layer>,
+}
+
+/// One page delta of a file: its object, its stored bytes, the SHA-256 of
+/// the delta stream (before compression and encryption) and its pages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Layer {
+    pub object: String,
+    pub stored: u64,
+    pub sha256: String,
+    pub pages: u32,
+}
+
+impl FileRecord {
+    /// Every object the file's content comes from: the base, then its layers.
+    pub fn objects(&self) -> impl Iterator<Item = &str> {
+        self.object
+            .as_deref()
+            .into_iter()
+            .chain(self.layers.iter().map(|l| l.object.as_str()))
+    }
+
+    /// The objects the file is rebuilt from, each with the SHA-256 of what
+    /// it holds: the whole file, or its base then its layers.
+    pub fn sources(&self) -> Vec<(&str, Option<&str>)> {
+        let base_sha256 = match self.layers.is_empty() {
+            true => self.sha256.as_deref(),
+            false => self.base_sha256.as_deref(),
+        };
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| (l.object.as_str(), Some(l.sha256.as_str())));
+        self.object
+            .as_deref()
+            .map(|object| (object, base_sha256))
+            .into_iter()
+            .chain(layers)
+            .collect()
+    }
+
+    /// Takes the content of `earlier` (the same file, unchanged since that
+    /// backup read it): its checksums and the objects that hold it.
+    pub fn reuse(&mut self, earlier: &FileRecord) {
+        self.sha256.clone_from(&earlier.sha256);
+        self.crc32c.clone_from(&earlier.crc32c);
+        self.object.clone_from(&earlier.object);
+        self.stored = earlier.stored;
+        self.base_sha256.clone_from(&earlier.base_sha256);
+        self.layers.clone_from(&earlier.layers);
+    }
 }
 
 /// Whether a backup can be restored.

@@ -10,18 +10,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
-use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use super::catalog::{self, BackupKind, BackupRecord, BackupStatus, FileRecord};
-use super::codec::crc32c_hex;
+use super::copy;
 use super::outage;
-use super::pages;
-use super::pgmanifest::{sha256_file, FileChecksum, ManifestBuilder, WalRange};
+use super::pgmanifest::{FileChecksum, ManifestBuilder, WalRange};
 use super::repo::Repo;
-use super::upload;
-use super::walk::{self, Kind};
 use crate::postgres::sql::{parse_lsn, Db};
 
 /// What to back up, and how.
@@ -191,12 +187,24 @@ fn run(
 
     // Copy what the backup needs, in parallel, compressed and checksummed,
     // with the pages checked when the cluster has data checksums.
+    // A relation file the reference read is stored as its changed pages
+    // only, where that is sound (see `copy`).
     let page_check = match db.query_text("SHOW data_checksums")?.as_str() {
         "on" => record.start_lsn.as_deref().map(parse_lsn).transpose()?,
         _ => None,
     };
+    let timeline = db
+        .query_text("SELECT timeline_id::text FROM pg_control_checkpoint()")?
+        .parse::<u32>()
+        .context("the server reports no timeline")?;
+    let deltas = copy::DeltaSince::of(
+        req.reference.as_ref(),
+        &req.unit,
+        timeline,
+        page_check.is_some(),
+    );
     let copied = rt
-        .block_on(copy_files(repo, req, page_check))
+        .block_on(copy::files(repo, req, page_check, deltas))
         .context("cannot copy the data files");
     let (files, uploaded) = match copied {
         Ok(done) => {
@@ -275,162 +283,6 @@ fn run(
     Ok(())
 }
 
-/// Uploads every changed file; unchanged ones point at the reference's objects.
-/// With `page_check` (the backup's start LSN, on a cluster with data
-/// checksums) the pages of relation files are checked as they are read.
-async fn copy_files(
-    repo: &Repo,
-    req: &Request<'_>,
-    page_check: Option<u64>,
-) -> Result<(Vec<FileRecord>, u64)> {
-    let entries = walk::walk(&req.data_dir)?;
-    let total: u64 = entries.iter().map(|e| e.size).sum();
-    let reference = req.reference.as_ref();
-    let reference_start =
-        reference.and_then(|r| chrono::DateTime::parse_from_rfc3339(&r.start_time).ok());
-    let (mut records, mut to_upload) = (Vec::new(), Vec::new());
-    for entry in entries {
-        let path = entry.path.to_string_lossy().into_owned();
-        let mut file = FileRecord {
-            path: path.clone(),
-            kind: match entry.kind {
-                Kind::File => "file",
-                Kind::Dir => "dir",
-                Kind::Symlink { .. } => "link",
-            }
-            .into(),
-            size: entry.size,
-            mtime: entry.mtime,
-            mode: entry.mode,
-            sha256: None,
-            crc32c: None,
-            object: None,
-            stored: 0,
-            target: match &entry.kind {
-                Kind::Symlink { target } => Some(target.to_string_lossy().into_owned()),
-                _ => None,
-            },
-            bad_pages: Vec::new(),
-        };
-        if entry.kind == Kind::File {
-            // Unchanged since the reference (same size and mtime, and not
-            // touched in the second that backup started): reuse its object.
-            let unchanged = reference
-                .and_then(|r| r.files.iter().find(|f| f.path == path))
-                .filter(|old| {
-                    old.size == entry.size
-                        && old.mtime == entry.mtime
-                        && reference_start.is_some_and(|t| entry.mtime < t.timestamp() - 1)
-                });
-            match unchanged {
-                Some(old) => {
-                    file.sha256 = old.sha256.clone();
-                    file.crc32c = old.crc32c.clone();
-                    file.object = old.object.clone();
-                    file.stored = old.stored;
-                }
-                None => to_upload.push(records.len()),
-            }
-        }
-        records.push(file);
-    }
-
-    let changed_bytes: u64 = to_upload.iter().map(|&i| records[i].size).sum();
-    (req.progress)(&format!(
-        "copying {} of {} files ({} of {} MiB)",
-        to_upload.len(),
-        records.len(),
-        changed_bytes >> 20,
-        total >> 20
-    ));
-    let started = Instant::now();
-    let dir = catalog::backup_dir(&req.id);
-    let suffix = repo.format.suffix();
-    // A file of the same size as in the reference whose content hashes the
-    // same (only its mtime moved) is not uploaded again.
-    let work: Vec<(usize, String, Option<FileRecord>)> = to_upload
-        .iter()
-        .map(|&i| {
-            let path = records[i].path.clone();
-            let same_size = reference
-                .and_then(|r| {
-                    r.files
-                        .iter()
-                        .find(|f| f.path == path && f.size == records[i].size)
-                })
-                .filter(|f| f.object.is_some() && f.sha256.is_some())
-                .cloned();
-            (i, path, same_size)
-        })
-        .collect();
-    let jobs = work.into_iter().map(|(i, path, same_size)| {
-        let source = req.data_dir.join(&path);
-        let key = ObjectPath::from(format!("{dir}/data/{path}.{suffix}"));
-        async move {
-            if let Some(old) = same_size {
-                let hashing = source.clone();
-                let hashed = tokio::task::spawn_blocking(move || sha256_file(&hashing)).await?;
-                if let Ok((len, sha)) = hashed {
-                    if Some(hex::encode(sha)) == old.sha256 && len == old.size {
-                        return Ok::<_, anyhow::Error>((i, Copied::Reused(old)));
-                    }
-                }
-            }
-            let pages = page_check.and_then(|start_lsn| {
-                Some(upload::PageCheck {
-                    first_block: pages::first_block(&path)?,
-                    start_lsn,
-                })
-            });
-            let done = upload::file(repo, key.clone(), &source, pages).await?;
-            Ok((i, done.map_or(Copied::Gone, |d| Copied::Uploaded(key, d))))
-        }
-    });
-    let mut done_bytes = 0u64;
-    let mut uploaded = 0u64;
-    let mut last_report = Instant::now();
-    let mut results = futures::stream::iter(jobs).buffer_unordered(req.concurrency.max(1));
-    while let Some((i, copied)) = results.try_next().await? {
-        let file = &mut records[i];
-        let (key, done) = match copied {
-            Copied::Uploaded(key, done) => (key, done),
-            Copied::Reused(old) => {
-                file.sha256 = old.sha256;
-                file.crc32c = old.crc32c;
-                file.object = old.object;
-                file.stored = old.stored;
-                continue;
-            }
-            // Dropped by PostgreSQL during the backup: WAL replay recreates nothing of it.
-            Copied::Gone => {
-                file.kind = "gone".into();
-                continue;
-            }
-        };
-        file.sha256 = Some(done.sha256);
-        file.bad_pages = done.bad_pages;
-        file.crc32c = Some(crc32c_hex(done.crc32c));
-        file.size = done.len;
-        file.object = Some(key.to_string());
-        file.stored = done.stored;
-        uploaded += done.stored;
-        done_bytes += done.len;
-        if last_report.elapsed() > Duration::from_secs(5) {
-            last_report = Instant::now();
-            let secs = started.elapsed().as_secs_f64().max(0.001);
-            (req.progress)(&format!(
-                "copied {} of {} MiB ({:.0}%) at {:.1} MiB/s",
-                done_bytes >> 20,
-                changed_bytes >> 20,
-                100.0 * done_bytes as f64 / changed_bytes.max(1) as f64,
-                done_bytes as f64 / secs / 1048576.0
-            ));
-        }
-    }
-    records.retain(|f| f.kind != "gone");
-    Ok((records, uploaded))
-}
-
 /// Waits until the segment holding `lsn` is in the archive.
 async fn wait_archived(repo: &Repo, timeline: u32, lsn: u64) -> Result<()> {
     // The stop LSN may sit exactly at a segment boundary: its WAL ends in the previous one.
@@ -475,13 +327,6 @@ fn manifest_checksum(file: &FileRecord) -> Result<FileChecksum> {
         .try_into()
         .map_err(|_| anyhow::anyhow!("a checksum is not 32 bytes"))?;
     Ok(FileChecksum::Sha256(bytes))
-}
-
-/// What became of one file.
-enum Copied {
-    Uploaded(ObjectPath, upload::Uploaded),
-    Reused(FileRecord),
-    Gone,
 }
 
 /// The name of the WAL segment holding `lsn` (16 MiB segments).

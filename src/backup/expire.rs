@@ -5,7 +5,8 @@
 //! The rules:
 //!
 //! - A backup's files may be objects of the backups it builds on (an
-//!   unchanged file points at its reference's object), so a backup goes only
+//!   unchanged file points at its reference's object, a relation file kept
+//!   as page deltas at its chain's objects), so a backup goes only
 //!   together with every backup that builds on it, directly or not.
 //! - A chain is a finished full backup and everything built on it. The
 //!   policy keeps the newest chain always; with `full = N`, the newest N
@@ -131,10 +132,11 @@ pub fn expired(records: &[BackupRecord], policy: Policy, now: DateTime<Utc>) -> 
 pub fn check_removable(records: &[BackupRecord], ids: &[String]) -> Result<()> {
     let going: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
     for kept in records.iter().filter(|r| !going.contains(r.id.as_str())) {
-        for file in &kept.files {
-            let Some(object) = file.object.as_deref() else {
-                continue;
-            };
+        for (file, object) in kept
+            .files
+            .iter()
+            .flat_map(|f| f.objects().map(move |o| (f, o)))
+        {
             if let Some(used) = going
                 .iter()
                 .find(|id| object.starts_with(&format!("{}/", catalog::backup_dir(id))))

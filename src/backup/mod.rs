@@ -6,6 +6,7 @@ pub mod archive_cli;
 pub mod catalog;
 pub mod cipher;
 pub mod codec;
+pub mod copy;
 pub mod delta;
 pub mod engine;
 pub mod expire;

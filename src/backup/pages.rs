@@ -96,6 +96,14 @@ pub fn first_block(path: &str) -> Option<u32> {
     digits(node).then(|| segment.checked_mul(SEGMENT_BLOCKS))?
 }
 
+/// Whether `path` is a segment of a relation's main fork (not its
+/// free-space map, visibility map or init fork).
+pub fn is_main_fork(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or_default();
+    let stem = name.split('.').next().unwrap_or_default();
+    first_block(path).is_some() && stem.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// A reader that checks every whole page passing through it.
 pub struct Checked<R> {
     inner: R,
@@ -248,6 +256,13 @@ mod tests {
             "base/pgsql_tmp/1",
         ] {
             assert_eq!(first_block(other), None, "{other}");
+            assert!(!is_main_fork(other), "{other}");
+        }
+        for main in ["base/5/16384", "base/5/16384.2", "global/1262"] {
+            assert!(is_main_fork(main), "{main}");
+        }
+        for fork in ["base/5/16384_fsm", "base/5/16384_vm.1", "base/5/16384_init"] {
+            assert!(!is_main_fork(fork), "{fork}");
         }
     }
 }

@@ -3,7 +3,11 @@
 //! chunk by chunk, to a blocking thread of its own that decrypts it (when
 //! it is encrypted: nothing unauthenticated is written), decompresses it,
 //! checks it against the SHA-256 in the record,
-//! writes it, gives it to the server's user and syncs it to disk. Several
+//! writes it, gives it to the server's user and syncs it to disk. A
+//! relation file a backup kept as page deltas is rebuilt the same way: its
+//! base written, then each delta of its chain laid over it in order (each
+//! object checked against its own SHA-256 first), and the file read back
+//! and checked against the whole file's SHA-256. Several
 //! files are in flight at once, so that work spreads over the cores while
 //! memory stays bounded (a few chunks per file). The backup's own
 //! `backup_label`, `tablespace_map` and PostgreSQL `backup_manifest` go in
@@ -25,8 +29,10 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::sync::mpsc;
 
 use super::catalog::{self, BackupRecord, FileRecord};
+use super::delta;
 use super::object::Format;
 use super::outage;
+use super::pgmanifest::sha256_file;
 use super::repo::Repo;
 use super::wal::Backoff;
 
@@ -168,17 +174,43 @@ struct Target {
     /// The file's path in the backup and the backup's id, for messages.
     name: String,
     backup: String,
-    key: ObjectPath,
+    /// The objects the file is rebuilt from, in order (see [`sources`]).
+    sources: Vec<Source>,
+    /// The SHA-256 of the whole file.
     sha256: String,
     mode: u32,
     owner: Option<(u32, u32)>,
     format: Format,
 }
 
+/// One object a file is rebuilt from, and the SHA-256 of what it holds.
+struct Source {
+    key: ObjectPath,
+    sha256: String,
+}
+
+/// The objects of a file's entry: the whole file, or a base and the page
+/// deltas to lay over it, oldest first.
+fn sources(entry: &FileRecord) -> Result<Vec<Source>> {
+    let sources = entry.sources();
+    if sources.is_empty() {
+        bail!("a file without an object");
+    }
+    sources
+        .into_iter()
+        .map(|(key, sha256)| {
+            Ok(Source {
+                key: ObjectPath::from(key),
+                sha256: sha256.context("a file without a checksum")?.to_owned(),
+            })
+        })
+        .collect()
+}
+
 /// What the download hands the writer.
 enum Piece {
     Chunk(Bytes),
-    /// The object ended: the writer may finish the file.
+    /// The current object ended: the writer may finish it.
     End,
 }
 
@@ -211,8 +243,8 @@ async fn fetch_retrying(
     }
 }
 
-/// Downloads one file's object into its writer; returns the file's size.
-/// Returns at once (with nothing written) once `failed` is set.
+/// Downloads the objects of one file into its writer; returns the file's
+/// size. Returns at once (with nothing written) once `failed` is set.
 async fn fetch_file(
     repo: &Repo,
     record: &BackupRecord,
@@ -224,45 +256,44 @@ async fn fetch_file(
     if failed.load(Ordering::Relaxed) {
         return Ok(0);
     }
-    let key = ObjectPath::from(
-        entry
-            .object
-            .as_deref()
-            .context("a file without an object")?,
-    );
     let target = Target {
         path: dest.join(&entry.path),
         name: entry.path.clone(),
         backup: record.id.clone(),
-        key: key.clone(),
+        sources: sources(entry)?,
         sha256: entry.sha256.clone().context("a file without a checksum")?,
         mode: entry.mode,
         owner,
         format: repo.format.clone(),
     };
+    let keys: Vec<ObjectPath> = target.sources.iter().map(|s| s.key.clone()).collect();
     let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
     let writer = tokio::task::spawn_blocking(move || write_file(rx, target));
     let store: &dyn ObjectStore = repo.store.as_ref();
     let streamed = async {
-        let mut stream = store
-            .get(&key)
-            .await
-            .with_context(|| format!("cannot read {key}"))?
-            .into_stream();
-        while let Some(chunk) = stream.next().await {
-            if failed.load(Ordering::Relaxed) {
-                bail!("stopped reading {key}: another file failed");
+        for key in &keys {
+            let mut stream = store
+                .get(key)
+                .await
+                .with_context(|| format!("cannot read {key}"))?
+                .into_stream();
+            while let Some(chunk) = stream.next().await {
+                if failed.load(Ordering::Relaxed) {
+                    bail!("stopped reading {key}: another file failed");
+                }
+                let chunk = chunk.with_context(|| format!("cannot read {key}"))?;
+                if let Some(throttle) = &repo.throttle {
+                    throttle.take(chunk.len()).await;
+                }
+                if tx.send(Piece::Chunk(chunk)).await.is_err() {
+                    // The writer gave up; its error says why.
+                    return Ok(());
+                }
             }
-            let chunk = chunk.with_context(|| format!("cannot read {key}"))?;
-            if let Some(throttle) = &repo.throttle {
-                throttle.take(chunk.len()).await;
-            }
-            if tx.send(Piece::Chunk(chunk)).await.is_err() {
-                // The writer gave up; its error says why.
+            if tx.send(Piece::End).await.is_err() {
                 return Ok(());
             }
         }
-        let _ = tx.send(Piece::End).await;
         Ok(())
     }
     .await;
@@ -273,39 +304,77 @@ async fn fetch_file(
     streamed.and(written).map(|()| entry.size)
 }
 
-/// Decrypts and decompresses what arrives into the file, checks its
-/// SHA-256, then sets its mode and owner and syncs it.
+/// Decrypts and decompresses what arrives: the first object into the
+/// file, each page delta after it over the file, every object checked
+/// against its SHA-256 and a rebuilt file against the whole file's; then
+/// sets its mode and owner and syncs it.
 fn write_file(mut rx: mpsc::Receiver<Piece>, target: Target) -> Result<()> {
     let Target {
         path,
         name,
         backup,
-        key,
+        sources,
         sha256,
         mode,
         owner,
         format,
     } = target;
-    let file = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
-    let mut out = format.reader(key.as_ref(), BufWriter::with_capacity(WRITE_BUFFER, file))?;
-    loop {
-        match rx.blocking_recv() {
-            Some(Piece::Chunk(chunk)) => out
-                .write_all(&chunk)
-                .with_context(|| format!("cannot restore {name} of backup {backup}"))?,
-            Some(Piece::End) => break,
-            None => bail!("the download of {key} stopped before its end"),
+    let mut next = |key: &ObjectPath, out: &mut dyn Write| -> Result<()> {
+        loop {
+            match rx.blocking_recv() {
+                Some(Piece::Chunk(chunk)) => out
+                    .write_all(&chunk)
+                    .with_context(|| format!("cannot restore {name} of backup {backup}"))?,
+                Some(Piece::End) => return Ok(()),
+                None => bail!("the download of {key} stopped before its end"),
+            }
         }
-    }
+    };
+    let (base, layers) = sources.split_first().context("a file without an object")?;
+    let file = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut out = format.reader(
+        base.key.as_ref(),
+        BufWriter::with_capacity(WRITE_BUFFER, file),
+    )?;
+    next(&base.key, &mut out)?;
     let (writer, digest) = out
         .finish()
-        .with_context(|| format!("{key} is truncated"))?;
+        .with_context(|| format!("{} is truncated", base.key))?;
     let file = writer
         .into_inner()
         .map_err(|err| err.into_error())
         .with_context(|| format!("cannot write {}", path.display()))?;
-    if digest.sha256 != sha256 {
-        bail!("{name} does not match its checksum in backup {backup} (object {key})");
+    if digest.sha256 != base.sha256 {
+        bail!(
+            "{name} does not match its checksum in backup {backup} (object {})",
+            base.key
+        );
+    }
+    for layer in layers {
+        let mut out = format.reader(layer.key.as_ref(), delta::Applier::new(&file))?;
+        next(&layer.key, &mut out)?;
+        let (applier, digest) = out
+            .finish()
+            .with_context(|| format!("{} is truncated", layer.key))?;
+        if digest.sha256 != layer.sha256 {
+            bail!(
+                "the page delta {} of {name} does not match its checksum in backup {backup}",
+                layer.key
+            );
+        }
+        applier
+            .finish()
+            .with_context(|| format!("cannot lay the page delta {} over {name}", layer.key))?;
+    }
+    if !layers.is_empty() {
+        let (_, rebuilt) = sha256_file(&path)?;
+        if hex::encode(rebuilt) != sha256 {
+            bail!(
+                "{name} rebuilt from its {} page delta(s) does not match its checksum in \
+                 backup {backup}",
+                layers.len()
+            );
+        }
     }
     file.set_permissions(Permissions::from_mode(mode))
         .with_context(|| format!("cannot set the mode of {}", path.display()))?;
@@ -357,6 +426,7 @@ mod tests {
     use super::*;
     use crate::backup::catalog::{BackupKind, BackupStatus};
     use crate::backup::codec::compress_to_vec;
+    use crate::backup::pages;
     use object_store::memory::InMemory;
     use object_store::PutPayload;
     use std::sync::Arc;
@@ -374,7 +444,7 @@ mod tests {
             object: Some(format!("backups/b1/data/{path}.zst")),
             stored: packed.len() as u64,
             target: None,
-            bad_pages: Vec::new(),
+            ..Default::default()
         };
         (record, packed)
     }
@@ -400,7 +470,7 @@ mod tests {
             object: None,
             stored: 0,
             target: None,
-            bad_pages: Vec::new(),
+            ..Default::default()
         }];
         let contents: Vec<(&str, Vec<u8>, u32)> = vec![
             ("base/1", big, 0o600),
@@ -503,6 +573,102 @@ mod tests {
         assert_eq!(mode("base"), 0o700);
         assert_eq!(mode("base/2"), 0o640);
         assert_eq!(mode("backup_manifest"), 0o600);
+    }
+
+    /// A page delta stream putting `pages` (block, fill byte) into a file
+    /// of `size` bytes, compressed, with the stream's SHA-256.
+    fn delta_object(pages: &[(u32, u8)], size: u64) -> (Vec<u8>, String) {
+        let mut writer = delta::Writer::new(Vec::new()).unwrap();
+        for &(block, fill) in pages {
+            writer.page(block, &[fill; pages::BLOCK]).unwrap();
+        }
+        let stream = writer.finish(size).unwrap();
+        let (packed, digest) = compress_to_vec(&stream[..]).unwrap();
+        (packed, digest.sha256)
+    }
+
+    /// Backup `b1` plus a relation file kept as a base of 8 pages and two
+    /// page deltas (the second also cuts the file to 6 pages); the file
+    /// they must give back.
+    async fn layered() -> (Repo, BackupRecord, Vec<u8>) {
+        use crate::backup::catalog::Layer;
+        let (repo, mut record) = backup().await;
+        let block = pages::BLOCK;
+        let base: Vec<u8> = (0..8 * block).map(|i| (i / block) as u8).collect();
+        let (mut entry, packed) = file("base/16384", &base, 0o600);
+        repo.store
+            .put(
+                &ObjectPath::from(entry.object.clone().unwrap()),
+                PutPayload::from(packed),
+            )
+            .await
+            .unwrap();
+        let mut want = base.clone();
+        let steps: [(&[(u32, u8)], u64); 2] =
+            [(&[(1, 0xa1), (7, 0xa7)], 8), (&[(1, 0xb1), (3, 0xb3)], 6)];
+        for (n, (pages, blocks)) in steps.into_iter().enumerate() {
+            let (packed, sha256) = delta_object(pages, blocks * block as u64);
+            let object = format!("backups/b{}/data/base/16384.delta.zst", n + 2);
+            repo.store
+                .put(&ObjectPath::from(object.as_str()), PutPayload::from(packed))
+                .await
+                .unwrap();
+            entry.layers.push(Layer {
+                object,
+                stored: 0,
+                sha256,
+                pages: pages.len() as u32,
+            });
+            for &(b, fill) in pages {
+                want[b as usize * block..(b as usize + 1) * block].fill(fill);
+            }
+            want.truncate(blocks as usize * block);
+        }
+        entry.base_sha256 = entry.sha256.take();
+        entry.sha256 = Some(crate::backup::codec::sha256_hex(&want));
+        entry.size = want.len() as u64;
+        record.files.push(entry);
+        (repo, record, want)
+    }
+
+    #[test]
+    fn a_file_kept_as_page_deltas_is_rebuilt_and_checked() {
+        let rt = runtime();
+        let (repo, record, want) = rt.block_on(layered());
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = tmp.path().join("data");
+        rt.block_on(files(&repo, &record, &dest, &OPTIONS, &|_| ()))
+            .unwrap();
+        assert_eq!(std::fs::read(dest.join("base/16384")).unwrap(), want);
+
+        // A delta swapped for another valid one: named by its own checksum.
+        let (other, _) = delta_object(&[(2, 0xcc)], 6 * pages::BLOCK as u64);
+        let key = ObjectPath::from("backups/b3/data/base/16384.delta.zst");
+        rt.block_on(repo.store.put(&key, PutPayload::from(other)))
+            .unwrap();
+        let dest = tmp.path().join("swapped");
+        let err = rt
+            .block_on(files(&repo, &record, &dest, &OPTIONS, &|_| ()))
+            .unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            "the page delta backups/b3/data/base/16384.delta.zst of base/16384 does not \
+             match its checksum in backup b1"
+        );
+
+        // Every object right, but the file they give is not the one read.
+        let (repo, mut record, _) = rt.block_on(layered());
+        let entry = record.files.last_mut().unwrap();
+        entry.sha256 = Some("00".repeat(32));
+        let dest = tmp.path().join("rebuilt");
+        let err = rt
+            .block_on(files(&repo, &record, &dest, &OPTIONS, &|_| ()))
+            .unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            "base/16384 rebuilt from its 2 page delta(s) does not match its checksum in \
+             backup b1"
+        );
     }
 
     #[test]

@@ -2,9 +2,11 @@
 //! is read again and checked, with no server and nothing written to disk.
 //!
 //! For one finished backup: its chain (every backup it builds on is there
-//! and finished, down to a full one); every file's object, decrypted (when
-//! it is encrypted: without the key that is a problem named per object),
-//! decompressed and compared with the SHA-256 in the record; its `backup_label` and
+//! and finished, down to a full one); every object of every file (the
+//! whole file, or its base and page deltas), decrypted (when it is
+//! encrypted: without the key that is a problem named per object),
+//! decompressed and compared with the SHA-256 the record gives it (a page
+//! delta's is its stream's, before compression); its `backup_label` and
 //! PostgreSQL `backup_manifest`; and the WAL from the segment it starts in
 //! to the one it stops in, every segment archived, with no gap. Segments
 //! are counted with PostgreSQL's default size of 16 MiB: the size the charm
@@ -100,16 +102,25 @@ pub async fn backup(
         .iter()
         .filter(|f| f.kind == "file")
         .map(|file| async move {
-            let object = file.object.as_deref().unwrap_or_default();
-            let want = file.sha256.as_deref().unwrap_or_default();
-            match digest(repo, object).await {
-                Ok(got) if got == want => Ok(file.size),
-                Ok(_) => Err(format!(
-                    "{object} ({}) does not match its checksum",
-                    file.path
-                )),
-                Err(err) => Err(format!("{err:#}")),
+            let sources = file.sources();
+            if sources.is_empty() {
+                return Err(format!("the record names no object for {}", file.path));
             }
+            // A page delta's checksum is its stream's: each source is
+            // checked as it is; a restore checks the file they rebuild.
+            for (object, want) in sources {
+                match digest(repo, object).await {
+                    Ok(got) if Some(got.as_str()) == want => {}
+                    Ok(_) => {
+                        return Err(format!(
+                            "{object} ({}) does not match its checksum",
+                            file.path
+                        ))
+                    }
+                    Err(err) => return Err(format!("{err:#}")),
+                }
+            }
+            Ok(file.size)
         });
     let mut results = futures::stream::iter(checks).buffer_unordered(concurrency.max(1));
     while let Some(result) = results.next().await {
@@ -180,9 +191,6 @@ fn missing(key: &ObjectPath, err: object_store::Error) -> String {
 
 /// The SHA-256 of the file an object holds.
 async fn digest(repo: &Repo, object: &str) -> Result<String> {
-    if object.is_empty() {
-        bail!("a file of the record names no object");
-    }
     let key = ObjectPath::from(object);
     let mut body = match repo.store.get(&key).await {
         Ok(found) => found.into_stream(),

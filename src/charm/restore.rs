@@ -360,7 +360,7 @@ mod tests {
             object: None,
             stored: 0,
             target: None,
-            bad_pages: Vec::new(),
+            ..Default::default()
         };
         record.files = vec![
             entry("base", "dir", 4096),

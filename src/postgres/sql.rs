@@ -109,8 +109,12 @@ impl Db {
 
     /// Runs a query that returns one text value.
     pub fn query_text(&self, sql: &str) -> Result<String> {
-        let row = self.rt.block_on(self.client.query_one(sql, &[]))?;
-        Ok(row.get(0))
+        let row = self
+            .rt
+            .block_on(self.client.query_one(sql, &[]))
+            .with_context(|| format!("query failed: {}", first_words(sql)))?;
+        row.try_get(0)
+            .with_context(|| format!("the query did not return text: {}", first_words(sql)))
     }
 
     /// Runs a query that returns one row; each column as text (or NULL).

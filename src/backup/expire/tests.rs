@@ -7,7 +7,7 @@ use object_store::memory::InMemory;
 use object_store::{ObjectStoreExt as _, PutPayload};
 
 use super::*;
-use crate::backup::catalog::{BackupStatus, FileRecord};
+use crate::backup::catalog::{BackupStatus, FileRecord, Layer};
 
 fn at(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text)
@@ -144,7 +144,7 @@ fn files_a_kept_backup_uses_are_never_removed() {
         object: Some(format!("backups/{}/data/base/1/1259.zst", day(1)[0])),
         stored: 100,
         target: None,
-        bad_pages: Vec::new(),
+        ..Default::default()
     });
     let err = check_removable(&records, &[day(1)[0].clone()]).unwrap_err();
     assert_eq!(
@@ -157,6 +157,30 @@ fn files_a_kept_backup_uses_are_never_removed() {
         )
     );
     check_removable(&records, &day(1)).unwrap();
+
+    // A page delta the incremental lays over its file is a file it uses too.
+    let mut records = four_chains();
+    records[2].files.push(FileRecord {
+        path: "base/1/16384".into(),
+        kind: "file".into(),
+        object: Some(format!("backups/{}/data/base/1/16384.zst", day(1)[0])),
+        layers: vec![Layer {
+            object: format!("backups/{}/data/base/1/16384.delta.zst", day(1)[1]),
+            stored: 10,
+            sha256: "ab".repeat(32),
+            pages: 1,
+        }],
+        ..Default::default()
+    });
+    let err = check_removable(&records, &[day(1)[1].clone()]).unwrap_err();
+    assert!(
+        err.to_string().starts_with(&format!(
+            "backup {} uses files of backup {} (base/1/16384)",
+            day(1)[2],
+            day(1)[1]
+        )),
+        "{err}"
+    );
 }
 
 use crate::backup::testing::run;

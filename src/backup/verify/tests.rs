@@ -53,7 +53,7 @@ async fn stored(
         object: Some(format!("{dir}/data/base/1/1259.zst")),
         stored: 0,
         target: None,
-        bad_pages: Vec::new(),
+        ..Default::default()
     }];
     record
 }
