@@ -126,6 +126,7 @@ fn a_primary_and_a_streaming_replica() {
         Some(Standby {
             primary_conninfo: &conninfo,
             slot: "postgresql_1",
+            restore_command: None,
         }),
     );
     replica.start().unwrap();

@@ -8,7 +8,10 @@
 //! - wal-fetch: 0 restored, 1 not in the archive (PostgreSQL: end of the
 //!   archive), [`FETCH_ABORT`] when the archive could not be read after the
 //!   retries, or the file is corrupt, or the command is wrong: PostgreSQL
-//!   aborts recovery rather than promote on partial history.
+//!   aborts recovery rather than promote on partial history. With
+//!   `--standby` (a replica's restore_command) it tries once and answers 1
+//!   for anything but "found": a standby then streams from the primary
+//!   instead, and stopping it for an S3 outage would help nobody.
 //!
 //! A restore from another cluster's repository reads WAL from there and
 //! gives wal-fetch `--history-from` this cluster's own repository: a
@@ -79,21 +82,27 @@ fn wal_push(args: &[OsString]) -> ExitCode {
 }
 
 fn wal_fetch(args: &[OsString]) -> ExitCode {
-    let usage = "wal-fetch --settings FILE [--history-from FILE] NAME PATH";
-    let (settings, operands, history_from) = match parse(args, 2, usage) {
+    let usage = "wal-fetch --settings FILE [--history-from FILE] [--standby] NAME PATH";
+    let standby = args.iter().any(|a| a == "--standby");
+    let args: Vec<OsString> = args.iter().filter(|a| *a != "--standby").cloned().collect();
+    let (backoff, failed) = match standby {
+        true => (Backoff::ONCE, ExitCode::from(1)),
+        false => (Backoff::STANDARD, ExitCode::from(FETCH_ABORT)),
+    };
+    let (settings, operands, history_from) = match parse(&args, 2, usage) {
         Ok(parsed) => parsed,
         Err(err) => {
             eprintln!("wal-fetch: {err:#}");
-            return ExitCode::from(FETCH_ABORT);
+            return failed;
         }
     };
     let name = operands[0].to_string_lossy().into_owned();
     let dest = PathBuf::from(&operands[1]);
     let result = block_on(async {
-        let found = wal::fetch(&open(&settings)?, &name, &dest, &Backoff::STANDARD).await?;
+        let found = wal::fetch(&open(&settings)?, &name, &dest, &backoff).await?;
         match history_from {
             Some(other) if found == Fetched::NotFound && wal::is_history(&name) => {
-                wal::fetch(&open(&other)?, &name, &dest, &Backoff::STANDARD).await
+                wal::fetch(&open(&other)?, &name, &dest, &backoff).await
             }
             _ => Ok(found),
         }
@@ -103,7 +112,7 @@ fn wal_fetch(args: &[OsString]) -> ExitCode {
         Ok(Fetched::NotFound) => ExitCode::from(1),
         Err(err) => {
             eprintln!("wal-fetch: cannot restore {name}: {}", one_line(&err));
-            ExitCode::from(FETCH_ABORT)
+            failed
         }
     }
 }
@@ -254,6 +263,17 @@ mod tests {
             "/nonexistent/dest",
         ]));
         assert_eq!(code, Some(ExitCode::from(FETCH_ABORT)));
+        // A standby's fetch says "not there": the standby then streams.
+        let code = dispatch(&args(&[
+            "charm",
+            "wal-fetch",
+            "--settings",
+            "/nonexistent/settings.json",
+            "--standby",
+            "000000010000000000000001",
+            "/nonexistent/dest",
+        ]));
+        assert_eq!(code, Some(ExitCode::from(1)));
         let code = dispatch(&args(&[
             "charm",
             "wal-push",

@@ -193,10 +193,7 @@ fn run(
         "on" => record.start_lsn.as_deref().map(parse_lsn).transpose()?,
         _ => None,
     };
-    let timeline = db
-        .query_text("SELECT timeline_id::text FROM pg_control_checkpoint()")?
-        .parse::<u32>()
-        .context("the server reports no timeline")?;
+    let timeline = db.timeline()?;
     let deltas = copy::DeltaSince::of(
         req.reference.as_ref(),
         &req.unit,

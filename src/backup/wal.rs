@@ -67,6 +67,12 @@ impl Backoff {
         first_delay: Duration::from_secs(2),
     };
 
+    /// One attempt: for a standby, which streams instead.
+    pub const ONCE: Backoff = Backoff {
+        attempts: 1,
+        first_delay: Duration::ZERO,
+    };
+
     /// The wait after `failures` failures.
     pub fn delay(&self, failures: u32) -> Duration {
         self.first_delay
@@ -319,6 +325,16 @@ pub fn restore_command(
         .unwrap_or_default();
     format!(
         "{} wal-fetch --settings {}{also} %f %p",
+        shell_word(charm_bin),
+        shell_word(settings)
+    )
+}
+
+/// A standby's restore_command: [`restore_command`] with `--standby`, which
+/// answers "not in the archive" for any failure, so the standby streams.
+pub fn standby_restore_command(charm_bin: &FsPath, settings: &FsPath) -> String {
+    format!(
+        "{} wal-fetch --settings {} --standby %f %p",
         shell_word(charm_bin),
         shell_word(settings)
     )

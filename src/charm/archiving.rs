@@ -130,6 +130,13 @@ pub fn command(
     Ok(Some(wal::archive_command(&bin, &settings_path(server))))
 }
 
+/// The restore_command a replica reads this repository's archive with,
+/// with the settings `command` wrote.
+pub fn fetch_command(ctx: &Context, server: &Server) -> Result<String> {
+    let bin = install_archiver(ctx, server)?;
+    Ok(wal::standby_restore_command(&bin, &settings_path(server)))
+}
+
 /// Whether the last check of the current settings passed (update-status
 /// uses it to keep its fast path honest).
 pub fn verified(server: &Server) -> bool {

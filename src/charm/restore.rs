@@ -26,6 +26,7 @@ use crate::juju::{Context, HookTools};
 use crate::postgres::os_user::run;
 use crate::postgres::recovery::{self, Outcome, Recovery};
 use crate::postgres::roles;
+use crate::postgres::server::Server;
 use crate::postgres::sql::Db;
 
 /// Files fetched at once, each decompressed, checked, written and synced
@@ -108,7 +109,7 @@ impl<'a> Restorer<'a> {
         };
         let fetched = rt
             .block_on(files::files(repo, record, &incoming, &options, progress))
-            .and_then(|()| verify(self, &incoming));
+            .and_then(|()| verify(server, &incoming));
         if let Err(err) = fetched {
             let _ = std::fs::remove_dir_all(&incoming);
             if !out_of_space(&err) {
@@ -279,8 +280,7 @@ fn source_settings_path(r: &Restorer<'_>) -> PathBuf {
 
 /// `pg_verifybackup` on a restored directory, against the manifest in it;
 /// WAL is checked by recovery itself.
-fn verify(r: &Restorer<'_>, dir: &Path) -> Result<()> {
-    let server = &r.workload.server;
+pub(crate) fn verify(server: &Server, dir: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("cannot set the mode of {}", dir.display()))?;

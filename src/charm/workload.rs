@@ -62,6 +62,8 @@ pub struct Workload {
     pub tls: bool,
     /// The archive_command, once the repository may be written to.
     pub archive_command: Option<String>,
+    /// The restore_command a replica reads the archive with, likewise.
+    pub restore_command: Option<String>,
     /// Set while a restored data directory replays the archive.
     pub recovery: Option<Recovery>,
     config: CharmConfig,
@@ -110,6 +112,7 @@ impl Workload {
             address,
             tls: false,
             archive_command: None,
+            restore_command: None,
             recovery: None,
             config: config.clone(),
             charm_user: current_user_name()?,

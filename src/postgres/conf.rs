@@ -54,6 +54,10 @@ pub struct ServerSettings<'a> {
 pub struct Standby<'a> {
     pub primary_conninfo: &'a str,
     pub slot: &'a str,
+    /// With a repository: how to fetch archived WAL, so a replica that is
+    /// behind (or seeded from a backup) catches up from the archive and
+    /// streams only what is not archived yet.
+    pub restore_command: Option<&'a str>,
 }
 
 #[derive(Debug, Clone)]
@@ -114,6 +118,9 @@ pub fn render_postgresql_conf(s: &ServerSettings<'_>) -> String {
     if let Some(standby) = &s.standby {
         set("primary_conninfo", quote(standby.primary_conninfo));
         set("primary_slot_name", quote(standby.slot));
+        if let Some(command) = standby.restore_command {
+            set("restore_command", quote(command));
+        }
     }
     match &s.tls {
         Some(tls) => {
@@ -213,6 +220,7 @@ mod tests {
         s.standby = Some(Standby {
             primary_conninfo: "host=127.9.1.1 user=replication",
             slot: "postgresql_1",
+            restore_command: None,
         });
         let conf = render_postgresql_conf(&s);
         assert!(
@@ -220,6 +228,19 @@ mod tests {
             "{conf}"
         );
         assert!(conf.contains("primary_slot_name = 'postgresql_1'\n"));
+        assert!(!conf.contains("restore_command"), "{conf}");
+
+        // With a repository, it also reads the archive.
+        s.standby = Some(Standby {
+            primary_conninfo: "host=127.9.1.1 user=replication",
+            slot: "postgresql_1",
+            restore_command: Some("'/bin/charm' wal-fetch %f %p"),
+        });
+        let conf = render_postgresql_conf(&s);
+        assert!(
+            conf.contains("restore_command = '''/bin/charm'' wal-fetch %f %p'\n"),
+            "{conf}"
+        );
     }
 
     #[test]

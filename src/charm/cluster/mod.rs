@@ -6,6 +6,7 @@
 mod failover;
 mod primary;
 mod replica;
+mod seed;
 
 use anyhow::{Context as _, Result};
 
@@ -16,11 +17,12 @@ use super::event::CERTIFICATES_ENDPOINT;
 use super::outcome::Waiting;
 use super::passwords::{self, Passwords, SystemUser};
 use super::peers::{PeerUnitData, Peers};
-use super::s3;
+use super::s3::{self, S3State};
 use super::scheduled;
 use super::timer;
 use super::tls::{self, TlsPaths};
 use super::workload::Workload;
+use crate::backup::settings::RepoSettings;
 use crate::juju::{Context, HookTools, Status, StatusKind};
 use crate::postgres::server::{Layout, Server};
 use crate::postgres::sql::Db;
@@ -33,6 +35,8 @@ pub(crate) struct Cluster<'a> {
     pub peers: Peers,
     pub workload: Workload,
     pub passwords: Passwords,
+    /// The S3 repository, when related and usable.
+    pub repository: Option<RepoSettings>,
 }
 
 /// Converges this unit on its role in the cluster, and says how it is.
@@ -80,6 +84,14 @@ pub fn reconcile(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
     let repository_problem = archiving::check(ctx, &workload.server, &s3)?;
     workload.archive_command =
         archiving::command(ctx, &workload.server, &s3, repository_problem.is_none())?;
+    if workload.archive_command.is_some() {
+        workload.restore_command = Some(archiving::fetch_command(ctx, &workload.server)?);
+    }
+    // A new unit may seed itself from the repository's backups.
+    let repository = match s3 {
+        S3State::Ready(settings) if repository_problem.is_none() => Some(*settings),
+        _ => None,
+    };
 
     // Act on this unit's role.
     let mut cluster = Cluster {
@@ -89,6 +101,7 @@ pub fn reconcile(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
         peers,
         workload,
         passwords,
+        repository,
     };
     let status = match (cluster.role_step()?, repository_problem) {
         // The cluster serves, but the user has the repository to fix.

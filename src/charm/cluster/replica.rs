@@ -1,13 +1,15 @@
-//! A replica's unit: seed from the primary by base backup when it has no
-//! standby data directory, then stream from it through its slot; follow a
-//! new primary by changing `primary_conninfo`.
+//! A replica's unit: seed itself when it has no standby data directory
+//! (from a recent backup in the repository, else by base backup from the
+//! primary; see `seed`), then stream from the primary through its slot,
+//! reading the archive for what the primary no longer has; follow a new
+//! primary by changing `primary_conninfo`.
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 
-use super::Cluster;
+use super::{seed, Cluster};
 use crate::charm::outcome::Waiting;
 use crate::charm::passwords::SystemUser;
 use crate::charm::peers::PeerUnitData;
@@ -55,11 +57,10 @@ pub fn reconcile(c: &mut Cluster<'_>, primary: &str) -> Result<Status> {
         ("PGSSLMODE", sslmode.to_owned()),
         ("PGSSLROOTCERT", ca.display().to_string()),
     ];
-    let standby = || {
-        Some(Standby {
-            primary_conninfo: &conninfo,
-            slot: &slot,
-        })
+    let standby = || Standby {
+        primary_conninfo: &conninfo,
+        slot: &slot,
+        restore_command: c.workload.restore_command.as_deref(),
     };
 
     // The primary admits this unit (pg_hba.conf, slot) once it serves.
@@ -77,23 +78,19 @@ pub fn reconcile(c: &mut Cluster<'_>, primary: &str) -> Result<Status> {
             ))
             .into());
         }
-        c.tools.status_set(
-            false,
-            &Status::new(
-                StatusKind::Maintenance,
-                format!("copying the data of {primary}"),
-            ),
-        )?;
         server.stop()?;
-        let set_aside = server.seed_from(address, &slot, &ssl_env)?;
-        c.workload.configure(&c.peers, standby())?;
-        server.start()?;
+        let upstream = seed::Upstream {
+            unit: primary,
+            address,
+            slot: &slot,
+            ssl_env: &ssl_env,
+        };
+        let set_aside = seed::seed(c, &upstream, standby())?;
         // The old data goes only once the new server has started on its copy.
         if let Some(old) = set_aside {
             std::fs::remove_dir_all(&old)
                 .with_context(|| format!("cannot remove {}", old.display()))?;
         }
-        tracing::info!("seeded this unit from {primary}");
         if predates_restore {
             let mine = PeerUnitData {
                 restored: restore,
@@ -103,7 +100,7 @@ pub fn reconcile(c: &mut Cluster<'_>, primary: &str) -> Result<Status> {
         }
     } else {
         // Follow the current primary (a reload restarts the WAL receiver).
-        let changed = c.workload.configure(&c.peers, standby())?;
+        let changed = c.workload.configure(&c.peers, Some(standby()))?;
         if !server.is_running()? {
             server.start()?;
         } else if changed {
