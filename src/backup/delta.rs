@@ -252,20 +252,40 @@ enum State {
     },
 }
 
-/// A delta stream written in pieces (as a restore decompresses it), laid
-/// over `file` as its pages arrive; `finish` checks it was whole.
-pub struct Applier<'a> {
-    file: &'a File,
+/// Where the pages of a delta stream go as they are read: into the file
+/// (laid over the reference's copy), or into an overlay (see `overlay`).
+pub trait Pages {
+    /// The page at `block`: 8192 bytes, or fewer for a last block.
+    fn page(&mut self, block: u32, bytes: &[u8]) -> Result<()>;
+    /// The stream ended: the file has `size` bytes.
+    fn end(&mut self, size: u64) -> Result<()>;
+}
+
+impl Pages for &File {
+    fn page(&mut self, block: u32, bytes: &[u8]) -> Result<()> {
+        self.write_all_at(bytes, u64::from(block) * BLOCK as u64)
+            .with_context(|| format!("cannot write block {block}"))
+    }
+
+    fn end(&mut self, size: u64) -> Result<()> {
+        self.set_len(size).context("cannot set the file's size")
+    }
+}
+
+/// A delta stream written in pieces (as a restore decompresses it), its
+/// pages handed on as they arrive; `finish` checks it was whole.
+pub struct Applier<P: Pages> {
+    sink: P,
     state: State,
     buf: Vec<u8>,
     last: Option<u32>,
     pages: u32,
 }
 
-impl<'a> Applier<'a> {
-    pub fn new(file: &'a File) -> Self {
+impl<P: Pages> Applier<P> {
+    pub fn new(sink: P) -> Self {
         Self {
-            file,
+            sink,
             state: State::Magic,
             buf: Vec::with_capacity(BLOCK),
             last: None,
@@ -306,9 +326,7 @@ impl<'a> Applier<'a> {
                 State::Page { block, len }
             }
             State::Page { block, .. } => {
-                self.file
-                    .write_all_at(&self.buf, u64::from(block) * BLOCK as u64)
-                    .with_context(|| format!("cannot write block {block}"))?;
+                self.sink.page(block, &self.buf)?;
                 self.last = Some(block);
                 self.pages += 1;
                 State::Head
@@ -339,9 +357,8 @@ impl<'a> Applier<'a> {
             State::Size => bail!("the page delta is cut short before its size"),
             State::Head => bail!("the page delta is cut short"),
         };
-        self.file
-            .set_len(size)
-            .context("cannot set the file's size")?;
+        let mut sink = self.sink;
+        sink.end(size)?;
         Ok(Applied {
             pages: self.pages,
             size,
@@ -349,7 +366,7 @@ impl<'a> Applier<'a> {
     }
 }
 
-impl Write for Applier<'_> {
+impl<P: Pages> Write for Applier<P> {
     fn write(&mut self, mut bytes: &[u8]) -> io::Result<usize> {
         let total = bytes.len();
         while !bytes.is_empty() {

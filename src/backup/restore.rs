@@ -2,46 +2,42 @@
 //! repository (at the repository's bandwidth limit, if any) and handed,
 //! chunk by chunk, to a blocking thread of its own that decrypts it (when
 //! it is encrypted: nothing unauthenticated is written), decompresses it,
-//! checks it against the SHA-256 in the record,
-//! writes it, gives it to the server's user and syncs it to disk. A
-//! relation file a backup kept as page deltas is rebuilt the same way: its
-//! base written, then each delta of its chain laid over it in order (each
-//! object checked against its own SHA-256 first), and the file read back
-//! and checked against the whole file's SHA-256. Several
-//! files are in flight at once, so that work spreads over the cores while
-//! memory stays bounded (a few chunks per file). The backup's own
-//! `backup_label`, `tablespace_map` and PostgreSQL `backup_manifest` go in
-//! last, then every directory is synced: the result is durable, ready for
-//! `pg_verifybackup`, and a server started on it has nothing left to flush.
+//! checks it against the SHA-256 in the record, writes it, gives it to the
+//! server's user and syncs it to disk (`writer`; a relation file a backup
+//! kept as page deltas is rebuilt there from its base and its chain, and
+//! checked against the whole file's SHA-256). Several files are in flight
+//! at once, so that work spreads over the cores while memory stays bounded
+//! (a few chunks per file, and a chain's pages up to a limit). The
+//! backup's own `backup_label`, `tablespace_map` and PostgreSQL
+//! `backup_manifest` go in last, then every directory is synced: the
+//! result is durable, ready for `pg_verifybackup`, and a server started on
+//! it has nothing left to flush.
 
 use std::fs::{File, Permissions};
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
-use bytes::Bytes;
 use futures::StreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::sync::mpsc;
 
 use super::catalog::{self, BackupRecord, FileRecord};
-use super::delta;
-use super::object::Format;
 use super::outage;
-use super::pgmanifest::sha256_file;
 use super::repo::Repo;
 use super::wal::Backoff;
+use writer::{write_file, Piece, Plan, Target};
+
+mod writer;
 
 /// How often progress is reported.
 const REPORT_EVERY: Duration = Duration::from_secs(10);
 /// Chunks of one object in flight between its download and its writer.
 const CHUNKS_IN_FLIGHT: usize = 8;
-/// The writer's buffer in front of each file.
-const WRITE_BUFFER: usize = 256 << 10;
 /// A file whose download fails for a reason that may pass (S3 unreachable,
 /// or answering with server errors through all of its client's retries)
 /// is fetched again: 4 attempts, waiting 1, 2 and 4 s between them.
@@ -168,52 +164,6 @@ pub async fn files(
     Ok(())
 }
 
-/// What one file's writer needs, owned so it can move to a blocking thread.
-struct Target {
-    path: PathBuf,
-    /// The file's path in the backup and the backup's id, for messages.
-    name: String,
-    backup: String,
-    /// The objects the file is rebuilt from, in order (see [`sources`]).
-    sources: Vec<Source>,
-    /// The SHA-256 of the whole file.
-    sha256: String,
-    mode: u32,
-    owner: Option<(u32, u32)>,
-    format: Format,
-}
-
-/// One object a file is rebuilt from, and the SHA-256 of what it holds.
-struct Source {
-    key: ObjectPath,
-    sha256: String,
-}
-
-/// The objects of a file's entry: the whole file, or a base and the page
-/// deltas to lay over it, oldest first.
-fn sources(entry: &FileRecord) -> Result<Vec<Source>> {
-    let sources = entry.sources();
-    if sources.is_empty() {
-        bail!("a file without an object");
-    }
-    sources
-        .into_iter()
-        .map(|(key, sha256)| {
-            Ok(Source {
-                key: ObjectPath::from(key),
-                sha256: sha256.context("a file without a checksum")?.to_owned(),
-            })
-        })
-        .collect()
-}
-
-/// What the download hands the writer.
-enum Piece {
-    Chunk(Bytes),
-    /// The current object ended: the writer may finish it.
-    End,
-}
-
 /// [`fetch_file`], again after a transient failure, up to [`RETRY`]'s
 /// attempts (unless another file failed for good meanwhile).
 async fn fetch_retrying(
@@ -260,13 +210,13 @@ async fn fetch_file(
         path: dest.join(&entry.path),
         name: entry.path.clone(),
         backup: record.id.clone(),
-        sources: sources(entry)?,
+        plan: Plan::of(entry)?,
         sha256: entry.sha256.clone().context("a file without a checksum")?,
         mode: entry.mode,
         owner,
         format: repo.format.clone(),
     };
-    let keys: Vec<ObjectPath> = target.sources.iter().map(|s| s.key.clone()).collect();
+    let keys = target.plan.downloads();
     let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
     let writer = tokio::task::spawn_blocking(move || write_file(rx, target));
     let store: &dyn ObjectStore = repo.store.as_ref();
@@ -302,88 +252,6 @@ async fn fetch_file(
         .await
         .with_context(|| format!("the writer of {} stopped", entry.path))?;
     streamed.and(written).map(|()| entry.size)
-}
-
-/// Decrypts and decompresses what arrives: the first object into the
-/// file, each page delta after it over the file, every object checked
-/// against its SHA-256 and a rebuilt file against the whole file's; then
-/// sets its mode and owner and syncs it.
-fn write_file(mut rx: mpsc::Receiver<Piece>, target: Target) -> Result<()> {
-    let Target {
-        path,
-        name,
-        backup,
-        sources,
-        sha256,
-        mode,
-        owner,
-        format,
-    } = target;
-    let mut next = |key: &ObjectPath, out: &mut dyn Write| -> Result<()> {
-        loop {
-            match rx.blocking_recv() {
-                Some(Piece::Chunk(chunk)) => out
-                    .write_all(&chunk)
-                    .with_context(|| format!("cannot restore {name} of backup {backup}"))?,
-                Some(Piece::End) => return Ok(()),
-                None => bail!("the download of {key} stopped before its end"),
-            }
-        }
-    };
-    let (base, layers) = sources.split_first().context("a file without an object")?;
-    let file = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
-    let mut out = format.reader(
-        base.key.as_ref(),
-        BufWriter::with_capacity(WRITE_BUFFER, file),
-    )?;
-    next(&base.key, &mut out)?;
-    let (writer, digest) = out
-        .finish()
-        .with_context(|| format!("{} is truncated", base.key))?;
-    let file = writer
-        .into_inner()
-        .map_err(|err| err.into_error())
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    if digest.sha256 != base.sha256 {
-        bail!(
-            "{name} does not match its checksum in backup {backup} (object {})",
-            base.key
-        );
-    }
-    for layer in layers {
-        let mut out = format.reader(layer.key.as_ref(), delta::Applier::new(&file))?;
-        next(&layer.key, &mut out)?;
-        let (applier, digest) = out
-            .finish()
-            .with_context(|| format!("{} is truncated", layer.key))?;
-        if digest.sha256 != layer.sha256 {
-            bail!(
-                "the page delta {} of {name} does not match its checksum in backup {backup}",
-                layer.key
-            );
-        }
-        applier
-            .finish()
-            .with_context(|| format!("cannot lay the page delta {} over {name}", layer.key))?;
-    }
-    if !layers.is_empty() {
-        let (_, rebuilt) = sha256_file(&path)?;
-        if hex::encode(rebuilt) != sha256 {
-            bail!(
-                "{name} rebuilt from its {} page delta(s) does not match its checksum in \
-                 backup {backup}",
-                layers.len()
-            );
-        }
-    }
-    file.set_permissions(Permissions::from_mode(mode))
-        .with_context(|| format!("cannot set the mode of {}", path.display()))?;
-    if let Some((uid, gid)) = owner {
-        std::os::unix::fs::fchown(&file, Some(uid), Some(gid))
-            .with_context(|| format!("cannot give {} to uid {uid}", path.display()))?;
-    }
-    file.sync_all()
-        .with_context(|| format!("cannot sync {} to disk", path.display()))
 }
 
 /// Writes a small file whole (mode 0600), gives it away and syncs it.
@@ -426,7 +294,8 @@ mod tests {
     use super::*;
     use crate::backup::catalog::{BackupKind, BackupStatus};
     use crate::backup::codec::compress_to_vec;
-    use crate::backup::pages;
+    use crate::backup::object::Format;
+    use crate::backup::{delta, pages};
     use object_store::memory::InMemory;
     use object_store::PutPayload;
     use std::sync::Arc;
@@ -633,42 +502,55 @@ mod tests {
 
     #[test]
     fn a_file_kept_as_page_deltas_is_rebuilt_and_checked() {
-        let rt = runtime();
-        let (repo, record, want) = rt.block_on(layered());
-        let tmp = tempfile::tempdir().unwrap();
-        let dest = tmp.path().join("data");
-        rt.block_on(files(&repo, &record, &dest, &OPTIONS, &|_| ()))
-            .unwrap();
-        assert_eq!(std::fs::read(dest.join("base/16384")).unwrap(), want);
+        // In one pass (few pages), and laid over the file in turn (the
+        // record claims more pages than a pass holds).
+        for claimed in [None, Some(writer::ONE_PASS_PAGES as u32)] {
+            let rt = runtime();
+            let layered = || async {
+                let (repo, mut record, want) = layered().await;
+                if let Some(pages) = claimed {
+                    for layer in &mut record.files.last_mut().unwrap().layers {
+                        layer.pages = pages;
+                    }
+                }
+                (repo, record, want)
+            };
+            let (repo, record, want) = rt.block_on(layered());
+            let tmp = tempfile::tempdir().unwrap();
+            let dest = tmp.path().join("data");
+            rt.block_on(files(&repo, &record, &dest, &OPTIONS, &|_| ()))
+                .unwrap();
+            assert_eq!(std::fs::read(dest.join("base/16384")).unwrap(), want);
 
-        // A delta swapped for another valid one: named by its own checksum.
-        let (other, _) = delta_object(&[(2, 0xcc)], 6 * pages::BLOCK as u64);
-        let key = ObjectPath::from("backups/b3/data/base/16384.delta.zst");
-        rt.block_on(repo.store.put(&key, PutPayload::from(other)))
-            .unwrap();
-        let dest = tmp.path().join("swapped");
-        let err = rt
-            .block_on(files(&repo, &record, &dest, &OPTIONS, &|_| ()))
-            .unwrap_err();
-        assert_eq!(
-            format!("{err:#}"),
-            "the page delta backups/b3/data/base/16384.delta.zst of base/16384 does not \
-             match its checksum in backup b1"
-        );
+            // A delta swapped for another valid one: named by its own checksum.
+            let (other, _) = delta_object(&[(2, 0xcc)], 6 * pages::BLOCK as u64);
+            let key = ObjectPath::from("backups/b3/data/base/16384.delta.zst");
+            rt.block_on(repo.store.put(&key, PutPayload::from(other)))
+                .unwrap();
+            let dest = tmp.path().join("swapped");
+            let err = rt
+                .block_on(files(&repo, &record, &dest, &OPTIONS, &|_| ()))
+                .unwrap_err();
+            assert_eq!(
+                format!("{err:#}"),
+                "the page delta backups/b3/data/base/16384.delta.zst of base/16384 does not \
+                 match its checksum in backup b1"
+            );
 
-        // Every object right, but the file they give is not the one read.
-        let (repo, mut record, _) = rt.block_on(layered());
-        let entry = record.files.last_mut().unwrap();
-        entry.sha256 = Some("00".repeat(32));
-        let dest = tmp.path().join("rebuilt");
-        let err = rt
-            .block_on(files(&repo, &record, &dest, &OPTIONS, &|_| ()))
-            .unwrap_err();
-        assert_eq!(
-            format!("{err:#}"),
-            "base/16384 rebuilt from its 2 page delta(s) does not match its checksum in \
-             backup b1"
-        );
+            // Every object right, but the file they give is not the one read.
+            let (repo, mut record, _) = rt.block_on(layered());
+            let entry = record.files.last_mut().unwrap();
+            entry.sha256 = Some("00".repeat(32));
+            let dest = tmp.path().join("rebuilt");
+            let err = rt
+                .block_on(files(&repo, &record, &dest, &OPTIONS, &|_| ()))
+                .unwrap_err();
+            assert_eq!(
+                format!("{err:#}"),
+                "base/16384 rebuilt from its 2 page delta(s) does not match its checksum in \
+                 backup b1"
+            );
+        }
     }
 
     #[test]
