@@ -193,7 +193,12 @@ fn run(
         "on" => record.start_lsn.as_deref().map(parse_lsn).transpose()?,
         _ => None,
     };
-    let timeline = db.timeline()?;
+    // The timeline of the checkpoint (or, on a replica, the restartpoint)
+    // the backup began with.
+    let timeline = db
+        .query_text("SELECT timeline_id::text FROM pg_control_checkpoint()")?
+        .parse::<u32>()
+        .context("the server reports no timeline")?;
     let deltas = copy::DeltaSince::of(
         req.reference.as_ref(),
         &req.unit,
