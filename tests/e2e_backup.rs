@@ -7,17 +7,14 @@
 mod support;
 
 use std::net::IpAddr;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
 use postgresql_charm::backup::settings::RepoSettings;
-use postgresql_charm::backup::{catalog, repo::Repo, restore, wal};
-use postgresql_charm::postgres::conf::{self, Profile, ServerSettings};
-use postgresql_charm::postgres::os_user::{current_user_name, ServerUser};
-use postgresql_charm::postgres::server::{Layout, Server};
+use postgresql_charm::backup::{catalog, repo::Repo};
 use postgresql_charm::postgres::{binaries, sql::Db};
 use serde_json::Value;
+use support::scratch::Scratch;
 use support::{address, eventually, storage, Model};
 
 /// Every row of the test's tables.
@@ -340,112 +337,15 @@ fn restore_and_count(
     id: &str,
     (lane, last_octet): (u8, u8),
 ) -> i64 {
-    let scratch = model.dir().join(format!("restore-{last_octet}"));
-    std::fs::create_dir_all(&scratch).unwrap();
-    std::fs::set_permissions(&scratch, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let data = scratch.join("data");
-    let repo = Repo::open(settings).unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let record = rt
-        .block_on(catalog::load(&repo, id))
-        .unwrap()
-        .expect("a record");
-    let options = restore::Options {
-        concurrency: 4,
-        owner: None,
-    };
-    rt.block_on(restore::files(&repo, &record, &data, &options, &|_| ()))
-        .unwrap();
-
-    let bin = binaries::find().unwrap().unwrap();
-    let verify = Command::new(bin.program("pg_verifybackup"))
-        .arg("-n")
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(
-        verify.status.success(),
-        "pg_verifybackup refused {id}: {}",
-        String::from_utf8_lossy(&verify.stderr)
-    );
-
-    // A server of its own on the copy, recovering from the archive.
-    let user = ServerUser::detect().unwrap();
-    Command::new("chown")
-        .args(["-R", &format!("{}:{}", user.uid, user.gid)])
-        .arg(&scratch)
-        .status()
-        .unwrap();
-    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let server = Server::new(bin, Layout::new(&scratch), user);
-    server.prepare_dirs().unwrap();
     let ip: IpAddr = format!(
         "127.{}.{lane}.{last_octet}",
         200 + (std::process::id() % 50)
     )
     .parse()
     .unwrap();
-    let (socket, logs) = (server.layout.socket_dir(), server.layout.log_dir());
-    let settings_file = scratch.join("s3.json");
-    settings.save(&settings_file, &server.user).unwrap();
-    let charm = scratch.join("postgresql-charm");
-    std::fs::copy(env!("CARGO_BIN_EXE_postgresql-charm"), &charm).unwrap();
-    std::fs::set_permissions(&charm, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let mut conf_text = conf::render_postgresql_conf(&ServerSettings {
-        listen_address: ip,
-        socket_dir: &socket,
-        log_dir: &logs,
-        profile: Profile::Testing,
-        memory_bytes: 0,
-        archive_command: "/bin/true",
-        standby: None,
-        tls: None,
-        recovery: None,
-    });
-    conf_text.push_str(&format!(
-        "restore_command = {}\nrecovery_target = 'immediate'\nrecovery_target_action = 'promote'\n\
-         max_connections = 200\n",
-        conf::quote(&wal::restore_command(&charm, &settings_file, None))
-    ));
-    server.write_config("postgresql.conf", &conf_text).unwrap();
-    server
-        .write_config(
-            "pg_ident.conf",
-            &conf::render_pg_ident(&current_user_name().unwrap()),
-        )
-        .unwrap();
-    server
-        .user
-        .write_file(&data.join("recovery.signal"), b"", 0o600)
-        .unwrap();
-    struct Stop<'a>(&'a Server);
-    impl Drop for Stop<'_> {
-        fn drop(&mut self) {
-            let _ = self.0.stop();
-        }
-    }
-    let _stop = Stop(&server);
-    if let Err(e) = server.start() {
-        let mut log = String::new();
-        for entry in std::fs::read_dir(&logs).unwrap().flatten() {
-            log.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
-        }
-        panic!("a server on backup {id} did not start: {e:#}\n{log}");
-    }
-    let db = Db::local_peer(&socket).unwrap();
-    let mut waited = 0;
-    while db.is_in_recovery().unwrap() && waited < 300 {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        waited += 1;
-    }
-    assert!(
-        !db.is_in_recovery().unwrap(),
-        "recovery from backup {id} never ended"
-    );
-    db.query_i64(ROWS).unwrap()
+    let dir = model.dir().join(format!("restore-{last_octet}"));
+    let scratch = Scratch::restore(&dir, settings, id, ip);
+    scratch.db().query_i64(ROWS).unwrap()
 }
 
 #[test]

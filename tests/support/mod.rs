@@ -7,6 +7,7 @@
 
 pub mod flaky;
 pub mod pg;
+pub mod scratch;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
