@@ -8,6 +8,16 @@
 #
 #   bench/backup-vs-pgbackrest.sh          SCALE=100 RUNS=3 LOAD_SECONDS=15 by default
 #   SCALE=5 RUNS=1 bench/backup-vs-pgbackrest.sh      a quick check
+#   TXNS=10000 bench/backup-vs-pgbackrest.sh          the load as transactions per client
+#
+# The load before each incremental and each differential is
+# `pgbench -c 2 -j 2 -T LOAD_SECONDS`: a fixed time, so the amount of change
+# is what a busy database does in that time (the report gives the
+# transactions each load committed); with TXNS set, `-t TXNS` instead. The
+# targets (ratios of medians, ours over pgBackRest's): full backup at most
+# 0.8 of the wall time and 1.0 of the stored bytes; incremental at most 0.2
+# of the stored bytes and 1.0 of the wall time; differential at most 1.0 of
+# the stored bytes.
 #
 # Writes docs/benchmarks/backup-vs-pgbackrest.json (every measure, raw) and
 # the generated section of docs/benchmarks.md (OUTPUT_DIR=DIR writes both
@@ -35,14 +45,14 @@
 # repo1-path /pgbackrest. Then `pgbench -i -s SCALE`, a pgBackRest stanza on
 # the unit's data directory, and archive_command extended so that both tools
 # get every WAL segment (see the doc). Each run: a full backup with each
-# tool and with pg_basebackup, `pgbench -c 2 -j 2 -T LOAD_SECONDS`, an incremental
-# with each tool, the same pgbench load again, a differential with each
-# tool; the tool that goes first alternates from run to run. pg_basebackup
-# (`-Ft -Z lz4 -X fetch -c fast --no-sync`, client-side lz4) runs as root
-# over the unit's socket, for which the script adds a `local replication`
-# line for operator to the unit's pg_hba.conf; its tar files go to the work
-# directory and are removed once measured. Everything started here is
-# stopped on exit, failure included. The setup is shared with
+# tool and with pg_basebackup, `pgbench -c 2 -j 2 -T LOAD_SECONDS`, an
+# incremental with each tool, the same pgbench load again, a differential
+# with each tool; the tool that goes first alternates from run to run.
+# pg_basebackup (`-Ft -Z lz4 -X fetch -c fast --no-sync`, client-side lz4)
+# runs as root over the unit's socket, for which the script adds a `local
+# replication` line for operator to the unit's pg_hba.conf; its tar files go
+# to the work directory and are removed once measured. Everything started
+# here is stopped on exit, failure included. The setup is shared with
 # bench/restore-vs-pgbackrest.sh, in bench/lib/pgbackrest-bench.sh.
 set -euo pipefail
 
@@ -50,7 +60,6 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 bench_name=backup-vs-pgbackrest
 scale=${SCALE:-100}
 runs=${RUNS:-3}
-load_seconds=${LOAD_SECONDS:-15}
 output=${OUTPUT_DIR:-$root/docs}
 # shellcheck source=lib/pgbackrest-bench.sh
 . "$root/bench/lib/pgbackrest-bench.sh"
@@ -88,7 +97,9 @@ out.append(f"Machine: {m['machine']['nproc']} cores, {m['machine']['memory']} of
            f"PostgreSQL {m['versions']['postgresql']}, pgBackRest {m['versions']['pgbackrest']}, "
            f"nginx {m['versions']['nginx']}.\n")
 out.append(f"Data: `pgbench -i -s {m['scale']}`, a {m['database_bytes'] / 1e9:.2f} GB database; "
-           f"before the incremental backup of each run and again before its differential: `{m['pgbench_load']}`. "
+           f"before the incremental backup of each run and again before its differential: `{m['pgbench_load']}`"
+           + (f" ({lt['median']:.0f} transactions, median; {lt['min']}–{lt['max']})"
+              if (lt := m.get("load_transactions")) else "") + ". "
            f"{m['runs']} run(s), ours first in odd runs and pgBackRest first in even ones; "
            f"medians, min–max in brackets, and the ratio of the medians.\n")
 out.append("| backup | measure | ours | pgBackRest | ours / pgBackRest |")
@@ -150,7 +161,8 @@ fi
 
 # --- the setup (bench/lib/pgbackrest-bench.sh) ------------------------------
 bench_prerequisites
-case $scale$runs$load_seconds in *[!0-9]*) die "SCALE, RUNS and LOAD_SECONDS must be whole numbers" ;; esac
+case $scale$runs in *[!0-9]*) die "SCALE and RUNS must be whole numbers" ;; esac
+bench_load_settings
 [ "$runs" -ge 1 ] || die "RUNS must be at least 1"
 bench_workdir
 bench_build
@@ -216,10 +228,15 @@ streamed() { # run
     say "  pg_basebackup: $(echo "$t" | cut -d' ' -f1) s"
 }
 
+# The load before an incremental (step 1) or a differential (step 2); the
+# transactions it committed go to loads.tsv.
+loads="$work/loads.tsv"
+: >"$loads"
 load() { # run step
-    say "  pgbench -c 2 -j 2 -T $load_seconds"
-    pgbench -c 2 -j 2 -T "$load_seconds" >"$work/logs/pgbench-$1-$2.log" 2>&1 \
-        || die "pgbench failed: $(tail -n 5 "$work/logs/pgbench-$1-$2.log")"
+    local n
+    n=$(bench_run_load "$work/logs/pgbench-$1-$2.log")
+    printf '%s\t%s\t%s\n' "$1" "$2" "$n" >>"$loads"
+    say "  $n transactions"
 }
 
 # pg_basebackup needs a replication connection: operator over the socket,
@@ -247,11 +264,11 @@ done
 
 # --- results ----------------------------------------------------------------
 mkdir -p "$(dirname "$report_json")"
-bench_meta "SCALE=$scale RUNS=$runs LOAD_SECONDS=$load_seconds bench/backup-vs-pgbackrest.sh"
-export BENCH_SCALE=$scale BENCH_RUNS=$runs BENCH_LOAD="pgbench -c 2 -j 2 -T $load_seconds"
-python3 - "$results" "$report_json" "$work/logs" <<'PY'
+bench_meta "SCALE=$scale RUNS=$runs $load_setting bench/backup-vs-pgbackrest.sh"
+export BENCH_SCALE=$scale BENCH_RUNS=$runs BENCH_LOAD="$pgbench_load"
+python3 - "$results" "$report_json" "$work/logs" "$loads" <<'PY'
 import json, os, statistics, sys
-results, report, logs = sys.argv[1], sys.argv[2], sys.argv[3]
+results, report, logs, loads = sys.argv[1:]
 e = os.environ
 meta = {
     "date": e["BENCH_DATE"], "command": e["BENCH_COMMAND"],
@@ -285,9 +302,19 @@ for line in open(results):
         row["log"] = [l for l in text.splitlines()
                       if " INFO: " in l and "command begin" not in l or " WARN: " in l]
     rows.append(row)
+# The transactions each load committed: step 1 before the incremental,
+# step 2 before the differential.
+load_rows = []
+for line in open(loads):
+    run, step, n = line.split()
+    load_rows.append({"run": int(run), "before": "incremental" if step == "1" else "differential",
+                      "transactions": int(n)})
 
 def stat(values):
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+meta["load_transactions"] = stat([r["transactions"] for r in load_rows])
+meta["loads"] = load_rows
 
 summary = {}
 for kind in ("full", "incremental", "differential"):
@@ -315,8 +342,8 @@ targets = [
     target("full backup (wall)", "full", "wall_s", "s", 0.8),
     target("full backup (stored bytes)", "full", "object_bytes", "bytes", 1.0),
     target("incremental (stored bytes)", "incremental", "object_bytes", "bytes", 0.2),
-    target("differential (stored bytes)", "differential", "object_bytes", "bytes", 1.0),
     target("incremental (wall)", "incremental", "wall_s", "s", 1.0),
+    target("differential (stored bytes)", "differential", "object_bytes", "bytes", 1.0),
     target("differential (wall)", "differential", "wall_s", "s", None),
     target("full backup vs pg_basebackup -Ft lz4 (wall)", "full", "wall_s", "s", None,
            "pg_basebackup", "pg_basebackup"),

@@ -286,6 +286,38 @@ EOF
 }
 pgbr() { pgbackrest --config="$pgbr_conf" --stanza=bench "$@"; }
 
+# The load between backups, from the environment: `pgbench -c 2 -j 2 -T
+# LOAD_SECONDS` (15 by default), or `-t TXNS` transactions per client
+# instead when TXNS is set. Sets load_args (pgbench's options), load_setting
+# (for the command line reported) and pgbench_load (the command, for the
+# report).
+bench_load_settings() {
+    local seconds=${LOAD_SECONDS:-15} txns=${TXNS:-}
+    case $seconds$txns in *[!0-9]*) die "LOAD_SECONDS and TXNS must be whole numbers" ;; esac
+    # shellcheck disable=SC2034 # load_setting is read by the sourcing script
+    if [ -n "$txns" ]; then
+        [ "$txns" -ge 1 ] || die "TXNS must be at least 1"
+        load_args=(-c 2 -j 2 -t "$txns")
+        load_setting="TXNS=$txns"
+    else
+        [ "$seconds" -ge 1 ] || die "LOAD_SECONDS must be at least 1"
+        load_args=(-c 2 -j 2 -T "$seconds")
+        load_setting="LOAD_SECONDS=$seconds"
+    fi
+    pgbench_load="pgbench ${load_args[*]}"
+}
+
+# bench_run_load LOG: that load on the unit, its output in LOG; prints the
+# number of transactions it committed.
+bench_run_load() {
+    say "  $pgbench_load"
+    pgbench "${load_args[@]}" >"$1" 2>&1 || die "pgbench failed: $(tail -n 5 "$1")"
+    local n
+    n=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$1")
+    [ -n "$n" ] || die "pgbench did not say how many transactions it processed: $(tail -n 5 "$1")"
+    printf '%s\n' "$n"
+}
+
 # A checkpoint and an empty archiver queue on the unit, so that the timed
 # command that follows pays neither for the other tool's dirty buffers nor
 # for a WAL backlog.
