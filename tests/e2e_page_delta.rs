@@ -1,5 +1,6 @@
 //! End to end: page-level incrementals are right in the cases that broke
-//! other tools. Between a full backup and an incremental, and again before
+//! other tools. Between a full backup (taken under pgbench, so pages change
+//! while it reads them) and an incremental, and again before
 //! a second incremental (so files carry two page deltas): TRUNCATE, VACUUM
 //! FULL, CLUSTER, CREATE DATABASE with `STRATEGY = WAL_LOG` and
 //! `FILE_COPY`, a table dropped and re-created under its name, a relation
@@ -256,7 +257,11 @@ fn incrementals_of_pages_restore_exactly_through_every_kind_of_rewrite() {
         "CREATE TABLE copied AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 50000) g",
     );
     eprintln!("set up in {:?}", started.elapsed());
+    // The full backup under load: pages change while it reads them, and the
+    // next backup must take every page changed since it began.
+    let load = pgbench(host, &operator, &["-n", "-c", "2", "-j", "2", "-T", "12"]);
     let full = backup(&model, "postgresql/0", "full");
+    finished(load, "pgbench during the full backup");
 
     // Round one: every case.
     for sql in [
