@@ -24,7 +24,7 @@ use std::time::Instant;
 use postgresql_charm::backup::settings::RepoSettings;
 use postgresql_charm::postgres::sql::Db;
 use serde_json::Value;
-use support::pg::{assert_balanced, finished, pg_tool, pgbench};
+use support::pg::{assert_amcheck_clean_by, assert_balanced, finished, pg_tool, pgbench};
 use support::scratch::Scratch;
 use support::{address, backup, password, settled, storage, Model};
 
@@ -84,22 +84,7 @@ fn dumps(reach: &Reach<'_>) -> Vec<String> {
 fn amcheck_clean(reach: &Reach<'_>) {
     let mut command = pg_tool("pg_amcheck");
     reach.apply(&mut command);
-    let out = command
-        .args([
-            "--all",
-            "--install-missing",
-            "--heapallindexed",
-            "-d",
-            "postgres",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success() && out.stdout.is_empty(),
-        "pg_amcheck: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_amcheck_clean_by(command);
 }
 
 /// The record of backup `id`, read from the S3 server's own directory.

@@ -24,17 +24,6 @@ const CONTENT: &str = "SELECT (SELECT count(*) FROM pgbench_accounts)::text || '
      (SELECT sum(tbalance) FROM pgbench_tellers)::text || '/' || \
      (SELECT count(*) FROM marks)::text";
 
-/// The charm's log lines of `unit` that contain `text`.
-fn logged(model: &Model, unit: &str, text: &str) -> Vec<String> {
-    let tag = format!("unit-{}: ", unit.replace('/', "-"));
-    model
-        .debug_log()
-        .lines()
-        .filter(|l| l.starts_with(&tag) && l.contains(text))
-        .map(str::to_owned)
-        .collect()
-}
-
 /// Waits until `replica` has replayed everything the primary wrote so far.
 fn caught_up(primary: &Db, replica: &Db) {
     let target = parse_lsn(
@@ -83,7 +72,7 @@ fn a_new_unit_restores_a_recent_backup_and_streams_only_the_tail() {
     model.ok(&["add-unit", "postgresql"]);
     settled(&model, "postgresql", 2, Duration::from_secs(120));
     assert!(
-        !logged(&model, "postgresql/1", "by pg_basebackup").is_empty(),
+        !model.logged("postgresql/1", "by pg_basebackup").is_empty(),
         "postgresql/1 did not say it copied the primary's data"
     );
 
@@ -104,11 +93,11 @@ fn a_new_unit_restores_a_recent_backup_and_streams_only_the_tail() {
     model.ok(&["add-unit", "postgresql"]);
     settled(&model, "postgresql", 3, Duration::from_secs(180));
     eprintln!("third unit active after {:?}", added.elapsed());
-    let seeded = logged(&model, "postgresql/2", "seeded this unit from backup");
+    let seeded = model.logged("postgresql/2", "seeded this unit from backup");
     assert!(
         seeded.iter().any(|l| l.contains(&id)),
         "postgresql/2 did not seed itself from backup {id}: {seeded:?}\n{}",
-        logged(&model, "postgresql/2", "seed").join("\n")
+        model.logged("postgresql/2", "seed").join("\n")
     );
     finished(load, "pgbench during the seed");
     primary

@@ -149,10 +149,7 @@ pub struct Layer {
 impl FileRecord {
     /// Every object the file's content comes from: the base, then its layers.
     pub fn objects(&self) -> impl Iterator<Item = &str> {
-        self.object
-            .as_deref()
-            .into_iter()
-            .chain(self.layers.iter().map(|l| l.object.as_str()))
+        self.sources().into_iter().map(|(object, _)| object)
     }
 
     /// The objects the file is rebuilt from, each with the SHA-256 of what

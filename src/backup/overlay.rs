@@ -32,13 +32,6 @@ pub struct Overlay {
     size: Option<u64>,
 }
 
-impl Overlay {
-    /// The file's size once every delta is laid (None before the first ends).
-    pub fn size(&self) -> Option<u64> {
-        self.size
-    }
-}
-
 impl Pages for &mut Overlay {
     fn page(&mut self, block: u32, bytes: &[u8]) -> Result<()> {
         self.pages.insert(block, bytes.to_vec());

@@ -95,23 +95,8 @@ impl<'a> Restorer<'a> {
         progress: &dyn Fn(&str),
     ) -> Result<PathBuf> {
         let server = &self.workload.server;
-        server.prepare_dirs()?;
         let incoming = server.layout.storage.join("data.restoring");
-        if incoming.exists() {
-            std::fs::remove_dir_all(&incoming).context("cannot clear an unfinished restore")?;
-        }
-        let options = files::Options {
-            concurrency: CONCURRENCY,
-            owner: server
-                .user
-                .switch
-                .then_some((server.user.uid, server.user.gid)),
-        };
-        let fetched = rt
-            .block_on(files::files(repo, record, &incoming, &options, progress))
-            .and_then(|()| verify(server, &incoming));
-        if let Err(err) = fetched {
-            let _ = std::fs::remove_dir_all(&incoming);
+        if let Err(err) = fetch_into(server, rt, repo, record, &incoming, progress) {
             if !out_of_space(&err) {
                 return Err(err);
             }
@@ -278,9 +263,41 @@ fn source_settings_path(r: &Restorer<'_>) -> PathBuf {
         .join("s3-restore-source.json")
 }
 
+/// Writes the files of `record` into `incoming` (cleared first if an
+/// earlier attempt left it), owned by the server's user, and has
+/// `pg_verifybackup` check them; on failure `incoming` is removed.
+pub(crate) fn fetch_into(
+    server: &Server,
+    rt: &tokio::runtime::Runtime,
+    repo: &Repo,
+    record: &BackupRecord,
+    incoming: &Path,
+    progress: &dyn Fn(&str),
+) -> Result<()> {
+    server.prepare_dirs()?;
+    if incoming.exists() {
+        std::fs::remove_dir_all(incoming)
+            .with_context(|| format!("cannot clear the unfinished {}", incoming.display()))?;
+    }
+    let options = files::Options {
+        concurrency: CONCURRENCY,
+        owner: server
+            .user
+            .switch
+            .then_some((server.user.uid, server.user.gid)),
+    };
+    let fetched = rt
+        .block_on(files::files(repo, record, incoming, &options, progress))
+        .and_then(|()| verify(server, incoming));
+    if fetched.is_err() {
+        let _ = std::fs::remove_dir_all(incoming);
+    }
+    fetched
+}
+
 /// `pg_verifybackup` on a restored directory, against the manifest in it;
 /// WAL is checked by recovery itself.
-pub(crate) fn verify(server: &Server, dir: &Path) -> Result<()> {
+fn verify(server: &Server, dir: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("cannot set the mode of {}", dir.display()))?;

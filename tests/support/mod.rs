@@ -168,6 +168,16 @@ impl Model {
         self.ok(&["debug-log", "--replay"])
     }
 
+    /// The debug log's lines of `unit` that contain `text`.
+    pub fn logged(&self, unit: &str, text: &str) -> Vec<String> {
+        let tag = format!("unit-{}: ", unit.replace('/', "-"));
+        self.debug_log()
+            .lines()
+            .filter(|l| l.starts_with(&tag) && l.contains(text))
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// The hooks and actions each unit ran, in order, from the debug log.
     pub fn ran(&self, unit: &str) -> Vec<String> {
         let tag = format!("unit-{}: ", unit.replace('/', "-"));

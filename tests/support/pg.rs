@@ -52,10 +52,24 @@ pub fn assert_balanced(db: &Db) {
 
 /// `pg_amcheck --all` finds nothing wrong.
 pub fn assert_amcheck_clean(host: IpAddr, operator: &str) {
-    let out = pg_tool("pg_amcheck")
-        .args(["--all", "--install-missing", "--heapallindexed"])
-        .args(["-h", &host.to_string(), "-U", "operator", "-d", "postgres"])
-        .env("PGPASSWORD", operator)
+    let mut command = pg_tool("pg_amcheck");
+    command
+        .args(["-h", &host.to_string(), "-U", "operator"])
+        .env("PGPASSWORD", operator);
+    assert_amcheck_clean_by(command);
+}
+
+/// `pg_amcheck --all` through `command` (`pg_amcheck` with how to connect)
+/// finds nothing wrong.
+pub fn assert_amcheck_clean_by(mut command: Command) {
+    let out = command
+        .args([
+            "--all",
+            "--install-missing",
+            "--heapallindexed",
+            "-d",
+            "postgres",
+        ])
         .output()
         .unwrap();
     assert!(

@@ -161,9 +161,10 @@ pub fn write_file(rx: mpsc::Receiver<Piece>, target: Target) -> Result<()> {
     let file = match &plan {
         Plan::Whole(base) => {
             let (out, digest) = read(&format, &mut feed, base, out)?;
-            (digest.sha256 == base.sha256)
-                .then_some(out)
-                .ok_or_else(|| mismatch(base))?
+            if digest.sha256 != base.sha256 {
+                return Err(mismatch(base));
+            }
+            into_file(out, &path)?
         }
         Plan::OnePass { base, layers } => {
             let mut overlay = Overlay::default();
@@ -180,7 +181,7 @@ pub fn write_file(rx: mpsc::Receiver<Piece>, target: Target) -> Result<()> {
             if rebuilt.sha256 != sha256 {
                 return Err(not_rebuilt(&name, &backup, layers.len()));
             }
-            out
+            into_file(out, &path)?
         }
         Plan::InPlace { base, layers } => {
             let (out, digest) = read(&format, &mut feed, base, out)?;
@@ -195,10 +196,9 @@ pub fn write_file(rx: mpsc::Receiver<Piece>, target: Target) -> Result<()> {
             if hex::encode(rebuilt) != sha256 {
                 return Err(not_rebuilt(&name, &backup, layers.len()));
             }
-            BufWriter::new(file)
+            file
         }
     };
-    let file = into_file(file, &path)?;
     file.set_permissions(Permissions::from_mode(mode))
         .with_context(|| format!("cannot set the mode of {}", path.display()))?;
     if let Some((uid, gid)) = owner {

@@ -23,15 +23,24 @@ use super::Cluster;
 use crate::backup::catalog::{self, BackupRecord};
 use crate::backup::repo::Repo;
 use crate::backup::settings::RepoSettings;
-use crate::backup::{engine, owner, restore};
+use crate::backup::{engine, owner};
 use crate::charm::archiving;
-use crate::charm::restore::verify;
+use crate::charm::restore::fetch_into;
 use crate::juju::{Status, StatusKind};
 use crate::postgres::conf::Standby;
 use crate::postgres::sql::{parse_lsn, Db};
 
-/// Files fetched at once.
+/// Threads of the runtime the repository is read on.
 const CONCURRENCY: usize = 4;
+
+/// What seeding from the repository came to.
+enum FromRepository {
+    /// No backup recent enough: nothing changed.
+    NoBackup,
+    /// A standby runs on the restored backup; the data directory the unit
+    /// had before, if any, is set aside.
+    Seeded { set_aside: Option<PathBuf> },
+}
 
 /// Where a replica copies its data from when it cannot use the repository.
 pub struct Upstream<'a> {
@@ -75,8 +84,8 @@ pub fn seed(
     let server = &c.workload.server;
     if let Some(settings) = &c.repository {
         match from_repository(c, settings, standby.clone()) {
-            Ok(Some(set_aside)) => return Ok(set_aside),
-            Ok(None) => tracing::info!(
+            Ok(FromRepository::Seeded { set_aside }) => return Ok(set_aside),
+            Ok(FromRepository::NoBackup) => tracing::info!(
                 "no recent backup of this cluster in the repository: copying the data of {}",
                 upstream.unit
             ),
@@ -112,13 +121,13 @@ pub fn recent_backup<'r>(
 
 /// Seeds from the repository's most recent backup, if there is one recent
 /// enough: restored beside the data directory, checked, swapped in and
-/// started as a standby that reads the archive. Returns None (nothing
-/// changed) without such a backup; on failure, nothing is left changed.
+/// started as a standby that reads the archive. On failure, nothing is
+/// left changed.
 fn from_repository(
     c: &Cluster<'_>,
     settings: &RepoSettings,
     standby: Standby<'_>,
-) -> Result<Option<Option<PathBuf>>> {
+) -> Result<FromRepository> {
     let server = &c.workload.server;
     // A new unit has not written the settings the archive's reader needs.
     let command = match standby.restore_command {
@@ -143,11 +152,11 @@ fn from_repository(
         .block_on(owner::read(&repo))?
         .is_some_and(|o| o.system_identifier == primary.system_identifier);
     if !ours {
-        return Ok(None);
+        return Ok(FromRepository::NoBackup);
     }
     let records = rt.block_on(catalog::list(&repo))?;
     let Some(record) = recent_backup(&records, &primary) else {
-        return Ok(None);
+        return Ok(FromRepository::NoBackup);
     };
 
     // Its files, beside the data directory, checked.
@@ -155,29 +164,13 @@ fn from_repository(
         c,
         format!("restoring backup {} to seed this unit", record.id),
     )?;
-    server.prepare_dirs()?;
     let incoming = server.layout.storage.join("data.incoming");
-    if incoming.exists() {
-        std::fs::remove_dir_all(&incoming).context("cannot clear an unfinished seed")?;
-    }
-    let options = restore::Options {
-        concurrency: CONCURRENCY,
-        owner: server
-            .user
-            .switch
-            .then_some((server.user.uid, server.user.gid)),
-    };
     let progress = |line: &str| tracing::info!("{line}");
-    let fetched = rt
-        .block_on(restore::files(
-            &repo, record, &incoming, &options, &progress,
-        ))
-        .and_then(|()| verify(server, &incoming))
-        .and_then(|()| {
-            server
-                .user
-                .write_file(&incoming.join("standby.signal"), b"", 0o600)
-        });
+    let fetched = fetch_into(server, &rt, &repo, record, &incoming, &progress).and_then(|()| {
+        server
+            .user
+            .write_file(&incoming.join("standby.signal"), b"", 0o600)
+    });
     if let Err(err) = fetched {
         let _ = std::fs::remove_dir_all(&incoming);
         return Err(err.context(format!("cannot restore backup {}", record.id)));
@@ -200,7 +193,7 @@ fn from_repository(
         "seeded this unit from backup {} in the repository; streaming the rest from the primary",
         record.id
     );
-    Ok(Some(set_aside))
+    Ok(FromRepository::Seeded { set_aside })
 }
 
 fn status(c: &Cluster<'_>, message: String) -> Result<()> {
