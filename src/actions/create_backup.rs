@@ -187,6 +187,7 @@ pub fn take(ctx: &Context, tools: &dyn HookTools, order: &Order<'_>) -> Result<T
         scheduled: order
             .scheduled
             .map(|due| schedule::format_time(due.occurrence)),
+        rewound_at: server.layout.rewound_at(),
     };
     let taken = engine::take(&rt, &repo, &db, &request);
 

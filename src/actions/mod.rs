@@ -7,6 +7,7 @@ mod expire_backups;
 mod get_password;
 mod get_primary;
 mod list_backups;
+mod promote_to_primary;
 mod restore;
 mod set_password;
 mod verify_backup;
@@ -22,6 +23,7 @@ pub fn run(ctx: &Context, tools: &dyn HookTools, action: &Action) -> Result<()> 
         Action::GetPassword => get_password::run(ctx, tools),
         Action::SetPassword => set_password::run(ctx, tools),
         Action::GetPrimary => get_primary::run(ctx, tools),
+        Action::PromoteToPrimary => promote_to_primary::run(ctx, tools),
         Action::CreateBackup => create_backup::run(ctx, tools),
         Action::ListBackups => list_backups::run(ctx, tools),
         Action::DeleteBackup => delete_backup::run(ctx, tools),

@@ -9,8 +9,9 @@
 //! A page delta is taken only where it is sound (see `delta` for why the
 //! page LSN tells what changed): the cluster has data checksums (hint bits
 //! are then WAL-logged, and pages read mid-write are caught and read
-//! again), the reference was taken on this unit on the same timeline (so
-//! no restore, rewind or promotion moved pages back in between), the file
+//! again), the reference was taken on this unit on the same timeline and
+//! after the data directory's last `pg_rewind` (so no restore, rewind or
+//! promotion moved pages back in between), the file
 //! is the very file the reference read (same inode and birth time), it is
 //! a main fork (free-space and visibility maps are stored whole), and its
 //! chain of layers is not already [`MAX_LAYERS`] long.
@@ -45,16 +46,25 @@ pub struct DeltaSince(pub u64);
 
 impl DeltaSince {
     /// Deltas against `reference` for a backup on `unit`, on `timeline`,
-    /// of a cluster with data checksums or not.
+    /// of a cluster with data checksums or not, whose data directory was
+    /// last rewound at `rewound_at` (seconds since the epoch), if ever.
     pub fn of(
         reference: Option<&BackupRecord>,
         unit: &str,
         timeline: u32,
         checksums: bool,
+        rewound_at: Option<i64>,
     ) -> Option<Self> {
         let reference = reference?;
         if !checksums || reference.unit != unit || reference.timeline != Some(timeline) {
             return None;
+        }
+        // A rewind may have put older pages back into the same files.
+        if let Some(rewound_at) = rewound_at {
+            let started = chrono::DateTime::parse_from_rfc3339(&reference.start_time).ok()?;
+            if started.timestamp() <= rewound_at {
+                return None;
+            }
         }
         let start = reference.start_lsn.as_deref()?;
         crate::postgres::sql::parse_lsn(start).ok().map(Self)
@@ -363,11 +373,16 @@ mod tests {
         reference.unit = "postgresql/0".into();
         reference.timeline = Some(2);
         reference.start_lsn = Some("0/3000028".into());
-        let of = |r: Option<&BackupRecord>, unit, tl, sums| DeltaSince::of(r, unit, tl, sums);
+        let of = |r: Option<&BackupRecord>, unit, tl, sums| DeltaSince::of(r, unit, tl, sums, None);
         assert_eq!(
             of(Some(&reference), "postgresql/0", 2, true),
             Some(DeltaSince(0x300_0028))
         );
+        // Rewound since the reference began (2026-01-01T00:00:00Z is
+        // 1767225600): no deltas against it; rewound before: deltas.
+        let rewound = |at| DeltaSince::of(Some(&reference), "postgresql/0", 2, true, Some(at));
+        assert_eq!(rewound(1_767_225_600), None);
+        assert_eq!(rewound(1_767_225_599), Some(DeltaSince(0x300_0028)));
         assert_eq!(of(Some(&reference), "postgresql/1", 2, true), None);
         assert_eq!(of(Some(&reference), "postgresql/0", 3, true), None);
         assert_eq!(of(Some(&reference), "postgresql/0", 2, false), None);

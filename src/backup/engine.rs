@@ -38,6 +38,8 @@ pub struct Request<'a> {
     pub progress: &'a dyn Fn(&str),
     /// The schedule's occurrence it is taken for, when a schedule took it.
     pub scheduled: Option<String>,
+    /// When the data directory was last rewound (seconds since the epoch).
+    pub rewound_at: Option<i64>,
 }
 
 /// The runtime the engine's uploads run on. A repository's HTTP client
@@ -204,6 +206,7 @@ fn run(
         &req.unit,
         timeline,
         page_check.is_some(),
+        req.rewound_at,
     );
     let copied = rt
         .block_on(copy::files(repo, req, page_check, deltas))

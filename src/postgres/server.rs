@@ -41,6 +41,24 @@ impl Layout {
     pub fn tls_dir(&self) -> PathBuf {
         self.storage.join("tls")
     }
+    /// Where the time of the data directory's last `pg_rewind` is noted.
+    fn rewind_note(&self) -> PathBuf {
+        self.storage.join("rewound-at")
+    }
+    /// Notes that the data directory is about to be rewound, now.
+    pub fn note_rewind(&self) -> Result<()> {
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        std::fs::write(self.rewind_note(), format!("{secs}\n"))
+            .context("cannot note the rewind in the unit's storage")
+    }
+    /// When the data directory was last rewound (seconds since the epoch).
+    pub fn rewound_at(&self) -> Option<i64> {
+        let text = std::fs::read_to_string(self.rewind_note()).ok()?;
+        text.trim().parse().ok()
+    }
     /// Where a replaced data directory waits until its replacement is proven.
     pub fn set_aside(&self) -> PathBuf {
         let secs = SystemTime::now()

@@ -253,19 +253,28 @@ impl Db {
     /// postgresql.auto.conf, so a restart does not lift it) and client
     /// sessions are ended.
     pub fn fence(&self) -> Result<()> {
-        self.execute(
-            "ALTER SYSTEM SET default_transaction_read_only = on; \
-             SELECT pg_reload_conf(); \
-             SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+        // One statement each: ALTER SYSTEM refuses to run in the implicit
+        // transaction of a multi-statement query.
+        [
+            "ALTER SYSTEM SET default_transaction_read_only = on",
+            "SELECT pg_reload_conf()",
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
                WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
-        )
+        ]
+        .iter()
+        .try_for_each(|sql| self.execute(sql))
         .context("cannot stop writes on the primary")
     }
 
     /// Lifts `fence`.
     pub fn unfence(&self) -> Result<()> {
-        self.execute("ALTER SYSTEM RESET default_transaction_read_only; SELECT pg_reload_conf()")
-            .context("cannot allow writes on the primary again")
+        [
+            "ALTER SYSTEM RESET default_transaction_read_only",
+            "SELECT pg_reload_conf()",
+        ]
+        .iter()
+        .try_for_each(|sql| self.execute(sql))
+        .context("cannot allow writes on the primary again")
     }
 
     /// On a primary: commits a transaction (so that recovery to any time
@@ -339,6 +348,11 @@ pub fn parse_lsn(text: &str) -> Result<u64> {
     Ok(hi << 32 | lo)
 }
 
+/// Formats a WAL position as PostgreSQL writes it (`16/B374D848`).
+pub fn format_lsn(lsn: u64) -> String {
+    format!("{:X}/{:X}", lsn >> 32, lsn & 0xffff_ffff)
+}
+
 /// A quoted SQL identifier.
 pub fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -363,6 +377,9 @@ mod tests {
         assert_eq!(parse_lsn("0/3000000").unwrap(), 0x3000000);
         assert!(parse_lsn("1/0").unwrap() > parse_lsn("0/FFFFFFFF").unwrap());
         assert!(parse_lsn("nope").is_err());
+        for lsn in ["0/3000000", "16/B374D848", "0/0"] {
+            assert_eq!(format_lsn(parse_lsn(lsn).unwrap()), lsn);
+        }
     }
 
     #[test]

@@ -5,8 +5,10 @@
 
 mod failover;
 mod primary;
+mod rejoin;
 mod replica;
 mod seed;
+mod switchover;
 
 use anyhow::{Context as _, Result};
 
@@ -41,68 +43,10 @@ pub(crate) struct Cluster<'a> {
 
 /// Converges this unit on its role in the cluster, and says how it is.
 pub fn reconcile(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
-    // The config must be valid before anything is built on it.
-    let config = CharmConfig::load(tools)?;
-
-    // The peer relation carries the cluster's shared facts.
-    let mut peers = Peers::load(tools, ctx)?
-        .ok_or_else(|| Waiting("waiting for Juju to create the peer relation".into()))?;
-
-    // The leader owns the passwords; the others wait for them.
-    let leader = tools.is_leader()?;
-    let passwords = if leader {
-        passwords::ensure(tools, &mut peers)?
-    } else if peers.app_data.system_users_secret.is_some() {
-        passwords::load(tools, &peers.app_data)?
-    } else {
-        return Err(Waiting(
-            "waiting for the leader to generate the system users' passwords".into(),
-        )
-        .into());
-    };
-
-    // This unit's server, its certificate, and what the peers need to know.
-    let mut workload = Workload::load(ctx, tools, &config)?;
-    let storage = workload.server.layout.storage.clone();
-    timer::arm(&storage, &config.schedules)?;
-    let broken =
-        ctx.relation.as_ref().map(|r| &r.id).filter(|_| {
-            ctx.dispatch_path == format!("hooks/{CERTIFICATES_ENDPOINT}-relation-broken")
-        });
-    workload.tls = tls::reconcile(ctx, tools, &workload.server, workload.address, broken)?;
-    let mine = PeerUnitData {
-        address: Some(workload.address.to_string()),
-        tls: Some(workload.tls),
-        ..peers.mine.clone()
-    };
-    if peers.mine != mine {
-        peers.save_mine(tools, mine)?;
-    }
-
-    // The repository: WAL goes to it only once it is reachable and ours.
-    let s3 = encryption::complete(ctx, tools, &config.backup, s3::load(ctx, tools, leader)?)?;
-    let repository_problem = archiving::check(ctx, &workload.server, &s3)?;
-    workload.archive_command =
-        archiving::command(ctx, &workload.server, &s3, repository_problem.is_none())?;
-    if workload.archive_command.is_some() {
-        workload.restore_command = Some(archiving::fetch_command(ctx, &workload.server)?);
-    }
-    // A new unit may seed itself from the repository's backups.
-    let repository = match s3 {
-        S3State::Ready(settings) if repository_problem.is_none() => Some(*settings),
-        _ => None,
-    };
+    let (mut cluster, repository_problem) = Cluster::load(ctx, tools)?;
+    let storage = cluster.workload.server.layout.storage.clone();
 
     // Act on this unit's role.
-    let mut cluster = Cluster {
-        ctx,
-        tools,
-        leader,
-        peers,
-        workload,
-        passwords,
-        repository,
-    };
     let status = match (cluster.role_step()?, repository_problem) {
         // The cluster serves, but the user has the repository to fix.
         (status, Some(problem)) if status.kind == StatusKind::Active => {
@@ -114,7 +58,85 @@ pub fn reconcile(ctx: &Context, tools: &dyn HookTools) -> Result<()> {
     tools.status_set(false, &scheduled::with_notice(&storage, status))
 }
 
-impl Cluster<'_> {
+/// Promotes `target` in place of the current primary (leader only; see
+/// `switchover`).
+pub fn switchover(
+    ctx: &Context,
+    tools: &dyn HookTools,
+    target: &str,
+) -> Result<switchover::Switched> {
+    let (mut cluster, _) = Cluster::load(ctx, tools)?;
+    switchover::run(&mut cluster, target)
+}
+
+impl<'a> Cluster<'a> {
+    /// Everything a role step needs, with this unit's configuration,
+    /// certificate and peer data brought up to date; and what is wrong
+    /// with the repository, if anything.
+    fn load(ctx: &'a Context, tools: &'a dyn HookTools) -> Result<(Self, Option<String>)> {
+        // The config must be valid before anything is built on it.
+        let config = CharmConfig::load(tools)?;
+
+        // The peer relation carries the cluster's shared facts.
+        let mut peers = Peers::load(tools, ctx)?
+            .ok_or_else(|| Waiting("waiting for Juju to create the peer relation".into()))?;
+
+        // The leader owns the passwords; the others wait for them.
+        let leader = tools.is_leader()?;
+        let passwords = if leader {
+            passwords::ensure(tools, &mut peers)?
+        } else if peers.app_data.system_users_secret.is_some() {
+            passwords::load(tools, &peers.app_data)?
+        } else {
+            return Err(Waiting(
+                "waiting for the leader to generate the system users' passwords".into(),
+            )
+            .into());
+        };
+
+        // This unit's server, its certificate, and what the peers need to know.
+        let mut workload = Workload::load(ctx, tools, &config)?;
+        let storage = workload.server.layout.storage.clone();
+        timer::arm(&storage, &config.schedules)?;
+        let broken = ctx.relation.as_ref().map(|r| &r.id).filter(|_| {
+            ctx.dispatch_path == format!("hooks/{CERTIFICATES_ENDPOINT}-relation-broken")
+        });
+        workload.tls = tls::reconcile(ctx, tools, &workload.server, workload.address, broken)?;
+        let mine = PeerUnitData {
+            address: Some(workload.address.to_string()),
+            tls: Some(workload.tls),
+            ..peers.mine.clone()
+        };
+        if peers.mine != mine {
+            peers.save_mine(tools, mine)?;
+        }
+
+        // The repository: WAL goes to it only once it is reachable and ours.
+        let s3 = encryption::complete(ctx, tools, &config.backup, s3::load(ctx, tools, leader)?)?;
+        let repository_problem = archiving::check(ctx, &workload.server, &s3)?;
+        workload.archive_command =
+            archiving::command(ctx, &workload.server, &s3, repository_problem.is_none())?;
+        if workload.archive_command.is_some() {
+            workload.restore_command = Some(archiving::fetch_command(ctx, &workload.server)?);
+        }
+        // A new unit may seed itself from the repository's backups.
+        let repository = match s3 {
+            S3State::Ready(settings) if repository_problem.is_none() => Some(*settings),
+            _ => None,
+        };
+
+        let cluster = Cluster {
+            ctx,
+            tools,
+            leader,
+            peers,
+            workload,
+            passwords,
+            repository,
+        };
+        Ok((cluster, repository_problem))
+    }
+
     fn role_step(&mut self) -> Result<Status> {
         let me = self.ctx.unit.clone();
         match self.peers.app_data.primary.clone() {

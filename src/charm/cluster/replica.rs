@@ -1,15 +1,16 @@
 //! A replica's unit: seed itself when it has no standby data directory
 //! (from a recent backup in the repository, else by base backup from the
-//! primary; see `seed`), then stream from the primary through its slot,
-//! reading the archive for what the primary no longer has; follow a new
-//! primary by changing `primary_conninfo`.
+//! primary; see `seed`), or rewind its data onto the primary's history
+//! when it was the primary before (see `rejoin`), then stream from the
+//! primary through its slot, reading the archive for what the primary no
+//! longer has; follow a new primary by changing `primary_conninfo`.
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 
-use super::{seed, Cluster};
+use super::{rejoin, seed, Cluster};
 use crate::charm::outcome::Waiting;
 use crate::charm::passwords::SystemUser;
 use crate::charm::peers::PeerUnitData;
@@ -72,24 +73,30 @@ pub fn reconcile(c: &mut Cluster<'_>, primary: &str) -> Result<Status> {
     let restore = c.peers.app_data.restore.clone();
     let predates_restore = restore.is_some() && c.peers.mine.restored != restore;
     if !server.is_initialised() || !server.is_standby() || predates_restore {
-        if !admitted {
-            return Err(Waiting(format!(
-                "waiting for the primary {primary} to admit this unit"
-            ))
-            .into());
-        }
-        server.stop()?;
         let upstream = seed::Upstream {
             unit: primary,
             address,
             slot: &slot,
             ssl_env: &ssl_env,
         };
-        let set_aside = seed::seed(c, &upstream, standby())?;
-        // The old data goes only once the new server has started on its copy.
-        if let Some(old) = set_aside {
-            std::fs::remove_dir_all(&old)
-                .with_context(|| format!("cannot remove {}", old.display()))?;
+        // A former primary of this cluster catches up by pg_rewind, when
+        // that applies (it reads the archive until its slot exists); any
+        // other unit is seeded through its slot.
+        let former_primary = server.is_initialised() && !predates_restore;
+        if !(former_primary && rejoin::by_rewind(c, &upstream, standby())?) {
+            if !admitted {
+                return Err(Waiting(format!(
+                    "waiting for the primary {primary} to admit this unit"
+                ))
+                .into());
+            }
+            server.stop()?;
+            let set_aside = seed::seed(c, &upstream, standby())?;
+            // The old data goes only once the new server runs on its copy.
+            if let Some(old) = set_aside {
+                std::fs::remove_dir_all(&old)
+                    .with_context(|| format!("cannot remove {}", old.display()))?;
+            }
         }
         if predates_restore {
             let mine = PeerUnitData {
