@@ -1,8 +1,9 @@
 //! `pg_rewind`: bringing a data directory that went its own way (a former
-//! primary) back onto another server's history by copying only what
-//! differs: the blocks the target changed after the histories split (read
-//! from its WAL), and the files the source changed or added. What it
-//! copied is read from its own progress report.
+//! primary) back onto another server's history without copying it whole:
+//! of the relation files, only the blocks the target changed after the
+//! histories split (read from its WAL) and the files the source added; in
+//! PostgreSQL 15, every other file whole, the source's WAL segments
+//! included. What it copied is read from its own progress report.
 //!
 //! The target's server must be stopped. A dry run first proves that the
 //! rewind applies (same system, a common checkpoint, the target's WAL since

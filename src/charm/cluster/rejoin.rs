@@ -2,7 +2,8 @@
 //! directory has gone past the point where the new primary's history
 //! forked (at least by its shutdown checkpoint), so it cannot simply
 //! follow. `pg_rewind` brings it back onto the new primary's history by
-//! copying only the blocks and files that differ, instead of a whole copy.
+//! copying the blocks it changed after the split, the primary's WAL and
+//! the files that are not relation data, instead of the whole database.
 //!
 //! Only a data directory of this cluster (no restore since) is rewound,
 //! and only from a primary that has left recovery and checkpointed since:
