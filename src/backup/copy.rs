@@ -14,7 +14,8 @@
 //! promotion moved pages back in between), the file
 //! is the very file the reference read (same inode and birth time), it is
 //! a main fork (free-space and visibility maps are stored whole), and its
-//! chain of layers is not already [`MAX_LAYERS`] long.
+//! chain of layers is neither [`MAX_LAYERS`] long already nor heavier in
+//! the repository than its base.
 
 use std::time::{Duration, Instant};
 
@@ -248,6 +249,15 @@ fn record_of(entry: &walk::Entry) -> FileRecord {
     }
 }
 
+/// What a file's page deltas weigh in the repository. Once they weigh
+/// more than its base, the next backup stores it whole: a restore reads a
+/// file's base and every delta, so this keeps that read under about twice
+/// the file's own stored size (its deltas compress less than the whole
+/// file: they are the pages that changed, without the unchanged ones).
+fn layer_bytes(file: &FileRecord) -> u64 {
+    file.layers.iter().map(|l| l.stored).sum()
+}
+
 /// How a changed file is stored, given the reference's copy of it (`old`).
 fn plan(file: &FileRecord, old: Option<&FileRecord>, delta: Option<DeltaSince>) -> Plan {
     let Some(old) = old.filter(|old| old.object.is_some() && old.sha256.is_some()) else {
@@ -261,6 +271,7 @@ fn plan(file: &FileRecord, old: Option<&FileRecord>, delta: Option<DeltaSince>) 
             if same_file
                 && file.size >= DELTA_MIN_SIZE
                 && old.layers.len() < MAX_LAYERS
+                && layer_bytes(old) <= old.stored
                 && pages::is_main_fork(&file.path) =>
         {
             Plan::Delta {
@@ -360,6 +371,21 @@ mod tests {
             MAX_LAYERS
         ];
         assert!(!is_delta(&plan(&now, Some(&long), since)));
+        // Deltas that outweigh the base: stored whole again.
+        let mut heavy = old.clone();
+        heavy.stored = 100;
+        heavy.layers = vec![
+            Layer {
+                object: "k".into(),
+                stored: 60,
+                sha256: "s".into(),
+                pages: 1
+            };
+            2
+        ];
+        assert!(!is_delta(&plan(&now, Some(&heavy), since)));
+        heavy.layers.pop();
+        assert!(is_delta(&plan(&now, Some(&heavy), since)));
         let segment = relation("base/5/16384.1", 1 << 20, 7, 99);
         assert!(is_delta(&plan(&segment, Some(&segment), since)));
         let pg_control = relation("global/pg_control", 1 << 20, 7, 99);
