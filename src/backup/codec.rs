@@ -87,7 +87,8 @@ pub fn is_sha256_hex(s: &str) -> bool {
 /// A writer that hashes and counts what passes through it.
 pub struct HashWriter<W: Write> {
     inner: W,
-    hasher: Sha256,
+    /// None when only the length is wanted (see `uncounted`).
+    hasher: Option<Sha256>,
     crc: u32,
     len: u64,
 }
@@ -96,15 +97,27 @@ impl<W: Write> HashWriter<W> {
     pub fn new(inner: W) -> Self {
         Self {
             inner,
-            hasher: Sha256::new(),
+            hasher: Some(Sha256::new()),
             crc: 0,
             len: 0,
         }
     }
 
+    /// Counts the bytes only: its digest has no SHA-256 (empty) and a
+    /// CRC-32C of 0. For data whose checksum is checked further on.
+    pub fn uncounted(inner: W) -> Self {
+        Self {
+            hasher: None,
+            ..Self::new(inner)
+        }
+    }
+
     pub fn finish(self) -> (W, Digest) {
         let digest = Digest {
-            sha256: hex::encode(self.hasher.finalize()),
+            sha256: self
+                .hasher
+                .map(|h| hex::encode(h.finalize()))
+                .unwrap_or_default(),
             crc32c: self.crc,
             len: self.len,
         };
@@ -115,8 +128,10 @@ impl<W: Write> HashWriter<W> {
 impl<W: Write> Write for HashWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.crc = crc32c::crc32c_append(self.crc, &buf[..n]);
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(&buf[..n]);
+            self.crc = crc32c::crc32c_append(self.crc, &buf[..n]);
+        }
         self.len += n as u64;
         Ok(n)
     }
@@ -209,7 +224,15 @@ pub struct Decompressor<W: Write> {
 
 impl<W: Write> Decompressor<W> {
     pub fn new(out: W, compression: Compression) -> Result<Self> {
-        let out = HashWriter::new(out);
+        Self::with(HashWriter::new(out), compression)
+    }
+
+    /// One whose output is not hashed (see `HashWriter::uncounted`).
+    pub fn unhashed(out: W, compression: Compression) -> Result<Self> {
+        Self::with(HashWriter::uncounted(out), compression)
+    }
+
+    fn with(out: HashWriter<W>, compression: Compression) -> Result<Self> {
         let decoder = match compression {
             Compression::Zstd { .. } => Decoder::Zstd(
                 zstd::stream::write::Decoder::new(out)

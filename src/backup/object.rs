@@ -187,20 +187,33 @@ impl Format {
         self.reader_as(name, Compression::of_object(name)?, out)
     }
 
+    /// A reader whose digest has no SHA-256: for an object whose content
+    /// is checked further on (the base of a file rebuilt from page deltas,
+    /// checked as the rebuilt file). Encrypted objects are still
+    /// authenticated, and every stream checked for being whole.
+    pub fn unhashed_reader<W: Write>(&self, name: &str, out: W) -> Result<Reader<W>> {
+        let out = Decompressor::unhashed(out, Compression::of_object(name)?)?;
+        Ok(self.opening(name, out))
+    }
+
     fn reader_as<W: Write>(
         &self,
         name: &str,
         compression: Compression,
         out: W,
     ) -> Result<Reader<W>> {
-        Ok(Reader {
+        Ok(self.opening(name, Decompressor::new(out, compression)?))
+    }
+
+    fn opening<W: Write>(&self, name: &str, out: Decompressor<W>) -> Reader<W> {
+        Reader {
             opening: Opening::Sniffing {
                 start: Vec::with_capacity(cipher::MAGIC.len()),
-                out: Decompressor::new(out, compression)?,
+                out,
             },
             key: self.key.clone(),
             object: name.to_owned(),
-        })
+        }
     }
 
     /// A whole data object, in memory.

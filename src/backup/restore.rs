@@ -545,11 +545,23 @@ mod tests {
             let err = rt
                 .block_on(files(&repo, &record, &dest, &OPTIONS, &|_| ()))
                 .unwrap_err();
-            assert_eq!(
-                format!("{err:#}"),
-                "base/16384 rebuilt from its 2 page delta(s) does not match its checksum in \
-                 backup b1"
-            );
+            let rebuilt_wrong = "base/16384 rebuilt from its 2 page delta(s) does not match its \
+                 checksum in backup b1: its base or a delta is damaged (verify-backup names which)";
+            assert_eq!(format!("{err:#}"), rebuilt_wrong);
+
+            // A base swapped for another valid object: the rebuilt file
+            // (not the base, which is not hashed on its own) says so.
+            let (repo, record, _) = rt.block_on(layered());
+            let entry = record.files.last().unwrap();
+            let (other, _) = repo.format.write_to_vec(&[7u8; 6 * 8192][..]).unwrap();
+            let base = ObjectPath::from(entry.object.clone().unwrap());
+            rt.block_on(repo.store.put(&base, PutPayload::from(other)))
+                .unwrap();
+            let dest = tmp.path().join("other-base");
+            let err = rt
+                .block_on(files(&repo, &record, &dest, &OPTIONS, &|_| ()))
+                .unwrap_err();
+            assert_eq!(format!("{err:#}"), rebuilt_wrong);
         }
     }
 

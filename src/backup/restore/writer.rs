@@ -6,8 +6,10 @@
 //! deltas are small enough to hold (they come first, into an overlay; the
 //! base then streams through it, see `overlay`), else by writing the base
 //! and laying each delta over the file in turn; either way the rebuilt
-//! file is checked against the SHA-256 of the file the backup read. Then
-//! its mode and owner are set and it is synced to disk.
+//! file is checked against the SHA-256 of the file the backup read. That
+//! check covers the base too, so the base (as large as the file) is not
+//! hashed on its own: each delta is, to name a damaged one. Then its mode
+//! and owner are set and it is synced to disk.
 
 use std::fs::{File, Permissions};
 use std::io::{BufWriter, Write};
@@ -171,10 +173,7 @@ pub fn write_file(rx: mpsc::Receiver<Piece>, target: Target) -> Result<()> {
             for layer in layers {
                 lay(&format, &mut feed, layer, Applier::new(&mut overlay), &name)?;
             }
-            let (patcher, digest) = read(&format, &mut feed, base, Patcher::new(overlay, out)?)?;
-            if digest.sha256 != base.sha256 {
-                return Err(mismatch(base));
-            }
+            let patcher = read_base(&format, &mut feed, base, Patcher::new(overlay, out)?)?;
             let (out, rebuilt) = patcher
                 .finish()
                 .with_context(|| format!("cannot write {}", path.display()))?;
@@ -184,10 +183,7 @@ pub fn write_file(rx: mpsc::Receiver<Piece>, target: Target) -> Result<()> {
             into_file(out, &path)?
         }
         Plan::InPlace { base, layers } => {
-            let (out, digest) = read(&format, &mut feed, base, out)?;
-            if digest.sha256 != base.sha256 {
-                return Err(mismatch(base));
-            }
+            let out = read_base(&format, &mut feed, base, out)?;
             let file = into_file(out, &path)?;
             for layer in layers {
                 lay(&format, &mut feed, layer, Applier::new(&file), &name)?;
@@ -224,6 +220,17 @@ fn read<W: Write>(
         .with_context(|| format!("{} is truncated", source.key))
 }
 
+/// Decodes the next object, the base of a file rebuilt from page deltas,
+/// into `out`, without hashing it (the rebuilt file is checked).
+fn read_base<W: Write>(format: &Format, feed: &mut Feed<'_>, source: &Source, out: W) -> Result<W> {
+    let mut reader = format.unhashed_reader(source.key.as_ref(), out)?;
+    feed.object(&source.key, &mut reader)?;
+    let (out, _) = reader
+        .finish()
+        .with_context(|| format!("{} is truncated", source.key))?;
+    Ok(out)
+}
+
 /// Decodes the next object, the page delta `layer`, into `applier`,
 /// checked against its SHA-256 and for being whole.
 fn lay<P: crate::backup::delta::Pages>(
@@ -256,6 +263,6 @@ fn into_file(out: BufWriter<File>, path: &std::path::Path) -> Result<File> {
 fn not_rebuilt(name: &str, backup: &str, layers: usize) -> anyhow::Error {
     anyhow::anyhow!(
         "{name} rebuilt from its {layers} page delta(s) does not match its checksum in backup \
-         {backup}"
+         {backup}: its base or a delta is damaged (verify-backup names which)"
     )
 }
