@@ -71,7 +71,10 @@ pub fn run(c: &mut Cluster<'_>, target: &str) -> Result<Switched> {
 
     // Stop writes on the primary, and wait until the target has all its WAL.
     let primary = connect(c, &former, &operator)?;
-    primary.fence()?;
+    if let Err(err) = primary.fence() {
+        let _ = primary.unfence();
+        return Err(err.context(format!("cannot switch over to {target}: nothing changed")));
+    }
     let fenced_at = primary
         .execute("CHECKPOINT")
         .and_then(|()| primary.wal_position());
@@ -95,7 +98,7 @@ pub fn run(c: &mut Cluster<'_>, target: &str) -> Result<Switched> {
         format_lsn(fenced_at)
     );
 
-    // Record the new primary; it promotes itself.
+    // Record the new primary, and promote it.
     let data = PeerAppData {
         primary: Some(target.to_owned()),
         ..c.peers.app_data.clone()
