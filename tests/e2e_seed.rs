@@ -9,12 +9,11 @@
 
 mod support;
 
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use postgresql_charm::postgres::sql::{parse_lsn, Db};
-use support::pg::{assert_balanced, finished, pgbench};
-use support::{address, backup, password, settled, Model};
+use postgresql_charm::postgres::sql::parse_lsn;
+use support::pg::{assert_balanced, caught_up, connect, database_bytes, finished, pgbench};
+use support::{address, backup, settled, Model};
 
 /// Every row of pgbench's tables, as one comparable line.
 const CONTENT: &str = "SELECT (SELECT count(*) FROM pgbench_accounts)::text || '/' || \
@@ -24,49 +23,14 @@ const CONTENT: &str = "SELECT (SELECT count(*) FROM pgbench_accounts)::text || '
      (SELECT sum(tbalance) FROM pgbench_tellers)::text || '/' || \
      (SELECT count(*) FROM marks)::text";
 
-/// Waits until `replica` has replayed everything the primary wrote so far.
-fn caught_up(primary: &Db, replica: &Db) {
-    let target = parse_lsn(
-        &primary
-            .query_text("SELECT pg_current_wal_lsn()::text")
-            .unwrap(),
-    )
-    .unwrap();
-    let started = Instant::now();
-    loop {
-        let replayed = replica
-            .query_text("SELECT coalesce(pg_last_wal_replay_lsn(), '0/0')::text")
-            .unwrap();
-        if parse_lsn(&replayed).unwrap() >= target {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the replica replayed only to {replayed} of the primary's {target:X}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn connect(host: IpAddr, operator: &str) -> Db {
-    Db::remote(host, "operator", operator).unwrap()
-}
-
 #[test]
 fn a_new_unit_restores_a_recent_backup_and_streams_only_the_tail() {
     let model = Model::new();
-    support::deploy_with_s3(&model);
-    settled(&model, "postgresql", 1, Duration::from_secs(60));
-    let operator = password(&model, "postgresql");
-    let host = address(&model, "postgresql/0");
-    let primary = connect(host, &operator);
-    finished(
-        pgbench(host, &operator, &["-i", "-s", "30", "-q"]),
-        "pgbench -i",
-    );
-    primary
-        .execute("CREATE TABLE marks (at text PRIMARY KEY)")
-        .unwrap();
+    let support::Primary {
+        operator,
+        host,
+        db: primary,
+    } = support::primary_with_pgbench(&model, &["-i", "-s", "30", "-q"]);
 
     // No backup yet: the first replica copies the primary's data.
     model.ok(&["add-unit", "postgresql"]);
@@ -110,7 +74,7 @@ fn a_new_unit_restores_a_recent_backup_and_streams_only_the_tail() {
         replica.is_streaming().unwrap(),
         "postgresql/2 is not streaming"
     );
-    caught_up(&primary, &replica);
+    caught_up(&primary, &replica, "postgresql/2");
     assert_balanced(&primary);
     let want = primary.query_text(CONTENT).unwrap();
     assert_eq!(replica.query_text(CONTENT).unwrap(), want, "rows differ");
@@ -124,11 +88,7 @@ fn a_new_unit_restores_a_recent_backup_and_streams_only_the_tail() {
         .query_text("SELECT pg_current_wal_lsn()::text")
         .unwrap();
     let streamed = parse_lsn(&now).unwrap() - parse_lsn(&started_at).unwrap();
-    let database: u64 = primary
-        .query_text("SELECT sum(pg_database_size(oid))::text FROM pg_database")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let database = database_bytes(&primary);
     eprintln!(
         "streamed {:.1} MB from the primary for a database of {:.1} MB",
         streamed as f64 / 1e6,

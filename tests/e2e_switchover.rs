@@ -11,12 +11,14 @@
 
 mod support;
 
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use postgresql_charm::postgres::sql::{parse_lsn, Db};
-use support::pg::{assert_amcheck_clean, assert_balanced, finished, pgbench};
-use support::{address, password, settled, storage, Model};
+use support::pg::{
+    assert_amcheck_clean, assert_balanced, caught_up, connect, database_bytes, finished, lsn,
+    pgbench,
+};
+use support::{address, settled, storage, Model};
 
 /// Every row of pgbench's tables and the marks, as one comparable line.
 const CONTENT: &str = "SELECT (SELECT count(*) FROM pgbench_accounts)::text || '/' || \
@@ -25,32 +27,12 @@ const CONTENT: &str = "SELECT (SELECT count(*) FROM pgbench_accounts)::text || '
      (SELECT sum(tbalance) FROM pgbench_tellers)::text || '/' || \
      (SELECT string_agg(at, ',' ORDER BY at) FROM marks)";
 
-fn connect(host: IpAddr, operator: &str) -> Db {
-    Db::remote(host, "operator", operator).unwrap()
-}
-
-fn lsn(db: &Db, sql: &str) -> u64 {
-    parse_lsn(&db.query_text(sql).unwrap()).unwrap()
-}
-
 /// Waits until `replica` streams and has replayed all the primary wrote.
-fn caught_up(primary: &Db, replica: &Db, name: &str) {
-    let target = lsn(primary, "SELECT pg_current_wal_lsn()::text");
-    let started = Instant::now();
-    loop {
-        let replayed = lsn(
-            replica,
-            "SELECT coalesce(pg_last_wal_replay_lsn(), '0/0')::text",
-        );
-        if replayed >= target && replica.is_streaming().unwrap() {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "{name} replayed only to {replayed:X} of the primary's {target:X}, or does not stream"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+fn streaming_and_caught_up(primary: &Db, replica: &Db, name: &str) {
+    caught_up(primary, replica, name);
+    support::eventually(&format!("{name} streams"), || {
+        replica.is_streaming().unwrap()
+    });
 }
 
 /// Runs `promote-to-primary` on `on`; returns the task.
@@ -118,7 +100,7 @@ fn assert_rejoined(model: &Model, former: &str, primary: &Db, operator: &str, co
         replica.is_in_recovery().unwrap(),
         "{former} is not a replica"
     );
-    caught_up(primary, &replica, former);
+    streaming_and_caught_up(primary, &replica, former);
     assert_eq!(
         replica.query_text(CONTENT).unwrap(),
         primary.query_text(CONTENT).unwrap(),
@@ -133,11 +115,7 @@ fn assert_rejoined(model: &Model, former: &str, primary: &Db, operator: &str, co
         rejoin_log(model, former)
     );
     let (copied, wal) = moved_to_rejoin(model, former, primary);
-    let database: u64 = primary
-        .query_text("SELECT sum(pg_database_size(oid))::text FROM pg_database")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let database = database_bytes(primary);
     eprintln!(
         "{former} rejoined: pg_rewind copied {:.1} MB and it replayed {:.1} MB of WAL, for a \
          database of {:.1} MB",
@@ -159,17 +137,11 @@ fn assert_rejoined(model: &Model, former: &str, primary: &Db, operator: &str, co
 #[test]
 fn a_switchover_loses_nothing_and_the_former_primary_rejoins_by_rewind() {
     let model = Model::new();
-    support::deploy_with_s3(&model);
-    settled(&model, "postgresql", 1, Duration::from_secs(60));
-    let operator = password(&model, "postgresql");
-    let h0 = address(&model, "postgresql/0");
-    let db0 = connect(h0, &operator);
-    finished(
-        pgbench(h0, &operator, &["-i", "-s", "100", "--init-steps=dtGvp"]),
-        "pgbench -i",
-    );
-    db0.execute("CREATE TABLE marks (at text PRIMARY KEY)")
-        .unwrap();
+    let support::Primary {
+        operator,
+        host: h0,
+        db: db0,
+    } = support::primary_with_pgbench(&model, &["-i", "-s", "100", "--init-steps=dtGvp"]);
     model.ok(&["add-unit", "postgresql"]);
     settled(&model, "postgresql", 2, Duration::from_secs(120));
     let h1 = address(&model, "postgresql/1");

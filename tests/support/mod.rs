@@ -206,6 +206,28 @@ pub fn deploy_with_s3(model: &Model) {
     model.ok(&["integrate", "postgresql:s3-parameters", "s3-integrator"]);
 }
 
+/// What [`primary_with_pgbench`] gives: the operator password, and the
+/// primary's address and a connection to it.
+pub struct Primary {
+    pub operator: String,
+    pub host: std::net::IpAddr,
+    pub db: postgresql_charm::postgres::sql::Db,
+}
+
+/// One unit with S3 (see [`deploy_with_s3`]), settled, with pgbench's
+/// tables made by `pgbench <init>` and an empty table `marks`.
+pub fn primary_with_pgbench(model: &Model, init: &[&str]) -> Primary {
+    deploy_with_s3(model);
+    settled(model, "postgresql", 1, std::time::Duration::from_secs(60));
+    let operator = password(model, "postgresql");
+    let host = address(model, "postgresql/0");
+    let db = pg::connect(host, &operator);
+    pg::finished(pg::pgbench(host, &operator, init), "pgbench -i");
+    db.execute("CREATE TABLE marks (at text PRIMARY KEY)")
+        .unwrap();
+    Primary { operator, host, db }
+}
+
 /// A unit's address, as `status` shows it.
 pub fn address(model: &Model, unit: &str) -> std::net::IpAddr {
     let status = model.status();
