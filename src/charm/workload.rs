@@ -186,11 +186,7 @@ impl Workload {
     }
 
     pub fn write_passfile_for(server: &Server, replication_password: &str) -> Result<bool> {
-        // libpq's format: host:port:database:user:password, with : and \ escaped.
-        let escaped = replication_password
-            .replace('\\', "\\\\")
-            .replace(':', "\\:");
-        let line = format!("*:{}:*:replication:{escaped}\n", conf::PORT);
+        let line = passfile_line("replication", replication_password);
         let path = server.layout.passfile();
         if std::fs::read_to_string(&path).ok().as_deref() == Some(line.as_str()) {
             return Ok(false);
@@ -198,6 +194,14 @@ impl Workload {
         server.user.write_file(&path, line.as_bytes(), 0o600)?;
         Ok(true)
     }
+}
+
+/// A libpq password file's line giving `user`'s password for any host and
+/// database on the server's port (`host:port:database:user:password`, with
+/// `:` and `\` escaped).
+pub fn passfile_line(user: &str, password: &str) -> String {
+    let escaped = password.replace('\\', "\\\\").replace(':', "\\:");
+    format!("*:{}:*:{user}:{escaped}\n", conf::PORT)
 }
 
 /// The slot a replica streams through, named after its unit.

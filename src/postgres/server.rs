@@ -47,11 +47,7 @@ impl Layout {
     }
     /// Notes that the data directory is about to be rewound, now.
     pub fn note_rewind(&self) -> Result<()> {
-        let secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        std::fs::write(self.rewind_note(), format!("{secs}\n"))
+        std::fs::write(self.rewind_note(), format!("{}\n", now_secs()))
             .context("cannot note the rewind in the unit's storage")
     }
     /// When the data directory was last rewound (seconds since the epoch).
@@ -61,12 +57,16 @@ impl Layout {
     }
     /// Where a replaced data directory waits until its replacement is proven.
     pub fn set_aside(&self) -> PathBuf {
-        let secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        self.storage.join(format!("data.old-{secs}"))
+        self.storage.join(format!("data.old-{}", now_secs()))
     }
+}
+
+/// Seconds since the epoch, now.
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// The server of this unit.

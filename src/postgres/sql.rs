@@ -255,26 +255,27 @@ impl Db {
     pub fn fence(&self) -> Result<()> {
         // One statement each: ALTER SYSTEM refuses to run in the implicit
         // transaction of a multi-statement query.
-        [
+        self.execute_each(&[
             "ALTER SYSTEM SET default_transaction_read_only = on",
             "SELECT pg_reload_conf()",
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
                WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
-        ]
-        .iter()
-        .try_for_each(|sql| self.execute(sql))
+        ])
         .context("cannot stop writes on the primary")
     }
 
     /// Lifts `fence`.
     pub fn unfence(&self) -> Result<()> {
-        [
+        self.execute_each(&[
             "ALTER SYSTEM RESET default_transaction_read_only",
             "SELECT pg_reload_conf()",
-        ]
-        .iter()
-        .try_for_each(|sql| self.execute(sql))
+        ])
         .context("cannot allow writes on the primary again")
+    }
+
+    /// Runs statements one at a time, each in its own transaction.
+    fn execute_each(&self, statements: &[&str]) -> Result<()> {
+        statements.iter().try_for_each(|sql| self.execute(sql))
     }
 
     /// On a primary: commits a transaction (so that recovery to any time

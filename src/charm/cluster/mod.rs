@@ -232,19 +232,31 @@ pub fn connect_primary(ctx: &Context, peers: &Peers, passwords: &Passwords) -> R
         .primary
         .as_deref()
         .context("the cluster has no primary yet: wait until the leader has initialised it")?;
-    if primary == ctx.unit {
+    connect_unit(ctx, peers, passwords, primary)
+        .with_context(|| format!("cannot connect to the primary {primary}"))
+}
+
+/// A connection to `unit`'s server as `operator`: over the socket when it
+/// is this unit, else over the network with the operator's password.
+pub(crate) fn connect_unit(
+    ctx: &Context,
+    peers: &Peers,
+    passwords: &Passwords,
+    unit: &str,
+) -> Result<Db> {
+    if unit == ctx.unit {
         let server = cached_server(ctx)?.context("this unit's server is not set up yet")?;
         return Db::local_peer(&server.layout.socket_dir());
     }
     let data = peers
         .members
-        .get(primary)
-        .with_context(|| format!("the primary {primary} is not among the peers"))?;
+        .get(unit)
+        .with_context(|| format!("{unit} is not among the peers"))?;
     let address = data
         .address
         .as_deref()
         .and_then(|a| a.parse().ok())
-        .with_context(|| format!("the primary {primary} has not published its address"))?;
+        .with_context(|| format!("{unit} has not published its address"))?;
     let ca = remote_ca(ctx, data.tls == Some(true))?;
     let operator = passwords.get(SystemUser::Operator)?;
     Db::remote_tls(

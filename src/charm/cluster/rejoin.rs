@@ -24,6 +24,7 @@ use super::seed::Upstream;
 use super::Cluster;
 use crate::charm::outcome::Waiting;
 use crate::charm::passwords::SystemUser;
+use crate::charm::workload::passfile_line;
 use crate::juju::{Status, StatusKind};
 use crate::postgres::conf::{Standby, PORT};
 use crate::postgres::rewind::{self, Rewound, Source};
@@ -101,16 +102,8 @@ fn rewind_onto(
     // The rewind user's password, in a file only for this run; the
     // standby's settings, so that pg_rewind finds the restore_command.
     let passfile = server.layout.storage.join("rewind.pgpass");
-    let escaped = c
-        .passwords
-        .get(SystemUser::Rewind)?
-        .replace('\\', "\\\\")
-        .replace(':', "\\:");
-    server.user.write_file(
-        &passfile,
-        format!("*:{PORT}:*:rewind:{escaped}\n").as_bytes(),
-        0o600,
-    )?;
+    let line = passfile_line("rewind", c.passwords.get(SystemUser::Rewind)?);
+    server.user.write_file(&passfile, line.as_bytes(), 0o600)?;
     let result = (|| {
         c.workload.configure(&c.peers, Some(standby.clone()))?;
         let conninfo = format!(

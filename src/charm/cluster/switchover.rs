@@ -15,8 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 
-use super::{remote_ca, Cluster};
-use crate::charm::passwords::SystemUser;
+use super::{connect_unit, Cluster};
 use crate::charm::peers::PeerAppData;
 use crate::juju::{Status, StatusKind};
 use crate::postgres::sql::{format_lsn, Db};
@@ -38,7 +37,6 @@ pub struct Switched {
 /// Makes `target` the primary in place of the current one.
 pub fn run(c: &mut Cluster<'_>, target: &str) -> Result<Switched> {
     let me = c.ctx.unit.clone();
-    let operator = c.passwords.get(SystemUser::Operator)?.to_owned();
 
     // Who is the primary now, and is the target one of this cluster's units?
     let Some(former) = c.peers.app_data.primary.clone() else {
@@ -61,7 +59,7 @@ pub fn run(c: &mut Cluster<'_>, target: &str) -> Result<Switched> {
     }
 
     // The target must be a replica that streams now.
-    let candidate = connect(c, target, &operator)?;
+    let candidate = connect(c, target)?;
     if !candidate.is_in_recovery()? || !candidate.is_streaming()? {
         bail!(
             "{target} is not streaming from the primary, so it may lack recent transactions: \
@@ -70,7 +68,7 @@ pub fn run(c: &mut Cluster<'_>, target: &str) -> Result<Switched> {
     }
 
     // Stop writes on the primary, and wait until the target has all its WAL.
-    let primary = connect(c, &former, &operator)?;
+    let primary = connect(c, &former)?;
     if let Err(err) = primary.fence() {
         let _ = primary.unfence();
         return Err(err.context(format!("cannot switch over to {target}: nothing changed")));
@@ -131,26 +129,10 @@ pub fn run(c: &mut Cluster<'_>, target: &str) -> Result<Switched> {
     })
 }
 
-/// A connection as `operator` to `unit`'s server: this unit's over its
-/// socket, a peer's over the network.
-fn connect(c: &Cluster<'_>, unit: &str, operator: &str) -> Result<Db> {
-    if unit == c.ctx.unit {
-        return Db::local_peer(&c.workload.server.layout.socket_dir());
-    }
-    let data = &c.peers.members[unit];
-    let address = data
-        .address
-        .as_deref()
-        .and_then(|a| a.parse().ok())
-        .with_context(|| format!("{unit} has not published its address yet"))?;
-    let ca = remote_ca(c.ctx, data.tls == Some(true))?;
-    Db::remote_tls(
-        address,
-        SystemUser::Operator.as_str(),
-        operator,
-        ca.as_deref(),
-    )
-    .with_context(|| format!("cannot connect to {unit}'s server"))
+/// A connection as `operator` to `unit`'s server.
+fn connect(c: &Cluster<'_>, unit: &str) -> Result<Db> {
+    connect_unit(c.ctx, &c.peers, &c.passwords, unit)
+        .with_context(|| format!("cannot connect to {unit}'s server"))
 }
 
 /// Waits until `db` has received WAL up to `lsn`; false after `CATCH_UP`.
