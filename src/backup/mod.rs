@@ -14,7 +14,6 @@ pub mod lock;
 pub mod lz4frame;
 pub mod object;
 pub mod outage;
-pub mod overlay;
 pub mod owner;
 pub mod pages;
 pub mod pending;

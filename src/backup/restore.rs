@@ -4,10 +4,11 @@
 //! it is encrypted: nothing unauthenticated is written), decompresses it,
 //! checks it against the SHA-256 in the record, writes it, gives it to the
 //! server's user and syncs it to disk (`writer`; a relation file a backup
-//! kept as page deltas is rebuilt there from its base and its chain, and
-//! checked against the whole file's SHA-256). Several files are in flight
-//! at once, so that work spreads over the cores while memory stays bounded
-//! (a few chunks per file, and a chain's pages up to a limit). The
+//! kept as page deltas is rebuilt there in one pass from its base and its
+//! chain, each of its objects downloaded at once, and checked against the
+//! whole file's SHA-256). Several files are in flight at once, so that
+//! work spreads over the cores while memory stays bounded (a few chunks
+//! per object, a few pages per delta). The
 //! backup's own `backup_label`, `tablespace_map` and PostgreSQL
 //! `backup_manifest` go in last, then every directory is synced: the
 //! result is durable, ready for `pg_verifybackup`, and a server started on
@@ -30,8 +31,10 @@ use super::catalog::{self, BackupRecord, FileRecord};
 use super::outage;
 use super::repo::Repo;
 use super::wal::Backoff;
-use writer::{write_file, Piece, Plan, Target};
+use writer::{write_file, Feed, Piece, Plan, Target};
 
+mod hashing;
+mod merge;
 mod writer;
 
 /// How often progress is reported.
@@ -211,47 +214,63 @@ async fn fetch_file(
         name: entry.path.clone(),
         backup: record.id.clone(),
         plan: Plan::of(entry)?,
+        size: entry.size,
         sha256: entry.sha256.clone().context("a file without a checksum")?,
         mode: entry.mode,
         owner,
         format: repo.format.clone(),
     };
-    let keys = target.plan.downloads();
-    let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
-    let writer = tokio::task::spawn_blocking(move || write_file(rx, target));
-    let store: &dyn ObjectStore = repo.store.as_ref();
-    let streamed = async {
-        for key in &keys {
-            let mut stream = store
-                .get(key)
-                .await
-                .with_context(|| format!("cannot read {key}"))?
-                .into_stream();
-            while let Some(chunk) = stream.next().await {
-                if failed.load(Ordering::Relaxed) {
-                    bail!("stopped reading {key}: another file failed");
-                }
-                let chunk = chunk.with_context(|| format!("cannot read {key}"))?;
-                if let Some(throttle) = &repo.throttle {
-                    throttle.take(chunk.len()).await;
-                }
-                if tx.send(Piece::Chunk(chunk)).await.is_err() {
-                    // The writer gave up; its error says why.
-                    return Ok(());
-                }
-            }
-            if tx.send(Piece::End).await.is_err() {
-                return Ok(());
-            }
-        }
-        Ok(())
-    }
-    .await;
-    drop(tx);
+    // Every object of the file streams at once, each into its own channel:
+    // a chain's deltas are decoded alongside its base.
+    let (senders, feeds): (Vec<_>, Vec<_>) = target
+        .plan
+        .downloads()
+        .into_iter()
+        .map(|key| {
+            let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
+            ((key.clone(), tx), Feed { rx, key })
+        })
+        .unzip();
+    let writer = tokio::task::spawn_blocking(move || write_file(feeds, target));
+    let downloads = senders
+        .iter()
+        .map(|(key, tx)| download(repo, key, tx, failed));
+    let streamed = futures::future::try_join_all(downloads).await;
+    drop(senders);
     let written = writer
         .await
         .with_context(|| format!("the writer of {} stopped", entry.path))?;
-    streamed.and(written).map(|()| entry.size)
+    streamed.and(written).map(|_| entry.size)
+}
+
+/// Streams the object `key` into `tx`, then marks its end. Returns early,
+/// and fine, when the writer gave up (its error says why).
+async fn download(
+    repo: &Repo,
+    key: &ObjectPath,
+    tx: &mpsc::Sender<Piece>,
+    failed: &AtomicBool,
+) -> Result<()> {
+    let store: &dyn ObjectStore = repo.store.as_ref();
+    let mut stream = store
+        .get(key)
+        .await
+        .with_context(|| format!("cannot read {key}"))?
+        .into_stream();
+    while let Some(chunk) = stream.next().await {
+        if failed.load(Ordering::Relaxed) {
+            bail!("stopped reading {key}: another file failed");
+        }
+        let chunk = chunk.with_context(|| format!("cannot read {key}"))?;
+        if let Some(throttle) = &repo.throttle {
+            throttle.take(chunk.len()).await;
+        }
+        if tx.send(Piece::Chunk(chunk)).await.is_err() {
+            return Ok(());
+        }
+    }
+    let _ = tx.send(Piece::End).await;
+    Ok(())
 }
 
 /// Writes a small file whole (mode 0600), gives it away and syncs it.
@@ -502,67 +521,67 @@ mod tests {
 
     #[test]
     fn a_file_kept_as_page_deltas_is_rebuilt_and_checked() {
-        // In one pass (few pages), and laid over the file in turn (the
-        // record claims more pages than a pass holds).
-        for claimed in [None, Some(writer::ONE_PASS_PAGES as u32)] {
-            let rt = runtime();
-            let layered = || async {
-                let (repo, mut record, want) = layered().await;
-                if let Some(pages) = claimed {
-                    for layer in &mut record.files.last_mut().unwrap().layers {
-                        layer.pages = pages;
-                    }
-                }
-                (repo, record, want)
-            };
-            let (repo, record, want) = rt.block_on(layered());
-            let tmp = tempfile::tempdir().unwrap();
-            let dest = tmp.path().join("data");
-            rt.block_on(files(&repo, &record, &dest, &OPTIONS, &|_| ()))
-                .unwrap();
-            assert_eq!(std::fs::read(dest.join("base/16384")).unwrap(), want);
+        let rt = runtime();
+        let (repo, record, want) = rt.block_on(layered());
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = tmp.path().join("data");
+        rt.block_on(files(&repo, &record, &dest, &OPTIONS, &|_| ()))
+            .unwrap();
+        assert_eq!(std::fs::read(dest.join("base/16384")).unwrap(), want);
+        let rebuilt_wrong = "base/16384 rebuilt from its 2 page delta(s) does not match its \
+             checksum in backup b1: its base or a delta is damaged (verify-backup names which)";
 
-            // A delta swapped for another valid one: named by its own checksum.
-            let (other, _) = delta_object(&[(2, 0xcc)], 6 * pages::BLOCK as u64);
-            let key = ObjectPath::from("backups/b3/data/base/16384.delta.zst");
-            rt.block_on(repo.store.put(&key, PutPayload::from(other)))
-                .unwrap();
-            let dest = tmp.path().join("swapped");
-            let err = rt
-                .block_on(files(&repo, &record, &dest, &OPTIONS, &|_| ()))
-                .unwrap_err();
-            assert_eq!(
-                format!("{err:#}"),
-                "the page delta backups/b3/data/base/16384.delta.zst of base/16384 does not \
-                 match its checksum in backup b1"
-            );
+        // A delta swapped for another valid one: the rebuilt file says so.
+        let (other, _) = delta_object(&[(2, 0xcc)], 6 * pages::BLOCK as u64);
+        let key = ObjectPath::from("backups/b3/data/base/16384.delta.zst");
+        rt.block_on(repo.store.put(&key, PutPayload::from(other.clone())))
+            .unwrap();
+        let dest = tmp.path().join("swapped");
+        let err = rt
+            .block_on(files(&repo, &record, &dest, &OPTIONS, &|_| ()))
+            .unwrap_err();
+        assert_eq!(format!("{err:#}"), rebuilt_wrong);
 
-            // Every object right, but the file they give is not the one read.
-            let (repo, mut record, _) = rt.block_on(layered());
-            let entry = record.files.last_mut().unwrap();
-            entry.sha256 = Some("00".repeat(32));
-            let dest = tmp.path().join("rebuilt");
-            let err = rt
-                .block_on(files(&repo, &record, &dest, &OPTIONS, &|_| ()))
-                .unwrap_err();
-            let rebuilt_wrong = "base/16384 rebuilt from its 2 page delta(s) does not match its \
-                 checksum in backup b1: its base or a delta is damaged (verify-backup names which)";
-            assert_eq!(format!("{err:#}"), rebuilt_wrong);
+        // A delta cut short is named.
+        let cut = other[..other.len() - 4].to_vec();
+        rt.block_on(repo.store.put(&key, PutPayload::from(cut)))
+            .unwrap();
+        let dest = tmp.path().join("cut");
+        let err = rt
+            .block_on(files(&repo, &record, &dest, &OPTIONS, &|_| ()))
+            .unwrap_err();
+        let message = format!("{err:#}");
+        assert!(
+            message.starts_with(
+                "cannot restore base/16384 of backup b1: cannot rebuild base/16384 from its \
+                 page deltas: backups/b3/data/base/16384.delta.zst is truncated"
+            ),
+            "{message}"
+        );
 
-            // A base swapped for another valid object: the rebuilt file
-            // (not the base, which is not hashed on its own) says so.
-            let (repo, record, _) = rt.block_on(layered());
-            let entry = record.files.last().unwrap();
-            let (other, _) = repo.format.write_to_vec(&[7u8; 6 * 8192][..]).unwrap();
-            let base = ObjectPath::from(entry.object.clone().unwrap());
-            rt.block_on(repo.store.put(&base, PutPayload::from(other)))
-                .unwrap();
-            let dest = tmp.path().join("other-base");
-            let err = rt
-                .block_on(files(&repo, &record, &dest, &OPTIONS, &|_| ()))
-                .unwrap_err();
-            assert_eq!(format!("{err:#}"), rebuilt_wrong);
-        }
+        // Every object right, but the file they give is not the one read.
+        let (repo, mut record, _) = rt.block_on(layered());
+        let entry = record.files.last_mut().unwrap();
+        entry.sha256 = Some("00".repeat(32));
+        let dest = tmp.path().join("rebuilt");
+        let err = rt
+            .block_on(files(&repo, &record, &dest, &OPTIONS, &|_| ()))
+            .unwrap_err();
+        assert_eq!(format!("{err:#}"), rebuilt_wrong);
+
+        // A base swapped for another valid object: the rebuilt file
+        // (not the base, which is not hashed on its own) says so.
+        let (repo, record, _) = rt.block_on(layered());
+        let entry = record.files.last().unwrap();
+        let (other, _) = repo.format.write_to_vec(&[7u8; 6 * 8192][..]).unwrap();
+        let base = ObjectPath::from(entry.object.clone().unwrap());
+        rt.block_on(repo.store.put(&base, PutPayload::from(other)))
+            .unwrap();
+        let dest = tmp.path().join("other-base");
+        let err = rt
+            .block_on(files(&repo, &record, &dest, &OPTIONS, &|_| ()))
+            .unwrap_err();
+        assert_eq!(format!("{err:#}"), rebuilt_wrong);
     }
 
     #[test]
@@ -610,7 +629,9 @@ mod tests {
             ))
             .unwrap_err();
         assert!(
-            format!("{err:#}").starts_with("backups/b1/data/base/1.zst is truncated"),
+            format!("{err:#}").starts_with(
+                "cannot restore base/1 of backup b1: backups/b1/data/base/1.zst is truncated"
+            ),
             "{err:#}"
         );
 
