@@ -135,14 +135,17 @@ pub struct FileRecord {
     pub layers: Vec<Layer>,
 }
 
-/// One page delta of a file: its object, its stored bytes, the SHA-256 of
-/// the delta stream (before compression and encryption) and its pages.
+/// One page delta of a file: its object, its stored bytes, the SHA-256 and
+/// CRC-32C (hex; none in records older than it) of the delta stream
+/// (before compression and encryption) and its pages.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Layer {
     pub object: String,
     pub stored: u64,
     pub sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crc32c: Option<String>,
     pub pages: u32,
 }
 

@@ -87,8 +87,10 @@ pub fn is_sha256_hex(s: &str) -> bool {
 /// A writer that hashes and counts what passes through it.
 pub struct HashWriter<W: Write> {
     inner: W,
-    /// None when only the length is wanted (see `uncounted`).
+    /// None when only the CRC-32C or the length is wanted.
     hasher: Option<Sha256>,
+    /// False when only the length is wanted (see `uncounted`).
+    crc_wanted: bool,
     crc: u32,
     len: u64,
 }
@@ -98,8 +100,18 @@ impl<W: Write> HashWriter<W> {
         Self {
             inner,
             hasher: Some(Sha256::new()),
+            crc_wanted: true,
             crc: 0,
             len: 0,
+        }
+    }
+
+    /// Computes the CRC-32C only (hardware-fast): its digest has no
+    /// SHA-256 (empty).
+    pub fn crc_only(inner: W) -> Self {
+        Self {
+            hasher: None,
+            ..Self::new(inner)
         }
     }
 
@@ -108,6 +120,7 @@ impl<W: Write> HashWriter<W> {
     pub fn uncounted(inner: W) -> Self {
         Self {
             hasher: None,
+            crc_wanted: false,
             ..Self::new(inner)
         }
     }
@@ -130,6 +143,8 @@ impl<W: Write> Write for HashWriter<W> {
         let n = self.inner.write(buf)?;
         if let Some(hasher) = &mut self.hasher {
             hasher.update(&buf[..n]);
+        }
+        if self.crc_wanted {
             self.crc = crc32c::crc32c_append(self.crc, &buf[..n]);
         }
         self.len += n as u64;
@@ -230,6 +245,11 @@ impl<W: Write> Decompressor<W> {
     /// One whose output is not hashed (see `HashWriter::uncounted`).
     pub fn unhashed(out: W, compression: Compression) -> Result<Self> {
         Self::with(HashWriter::uncounted(out), compression)
+    }
+
+    /// One whose output gets a CRC-32C only (see `HashWriter::crc_only`).
+    pub fn crc_only(out: W, compression: Compression) -> Result<Self> {
+        Self::with(HashWriter::crc_only(out), compression)
     }
 
     fn with(out: HashWriter<W>, compression: Compression) -> Result<Self> {

@@ -308,6 +308,7 @@ fn lay_over(file: &mut FileRecord, base: &FileRecord, key: &ObjectPath, done: &u
         object: key.to_string(),
         stored: done.stored,
         sha256: delta.sha256.clone(),
+        crc32c: Some(crc32c_hex(delta.crc32c)),
         pages: delta.pages,
     });
 }
@@ -366,6 +367,7 @@ mod tests {
                 object: "k".into(),
                 stored: 1,
                 sha256: "s".into(),
+                crc32c: None,
                 pages: 1
             };
             MAX_LAYERS
@@ -379,6 +381,7 @@ mod tests {
                 object: "k".into(),
                 stored: 60,
                 sha256: "s".into(),
+                crc32c: None,
                 pages: 1
             };
             2
@@ -428,6 +431,7 @@ mod tests {
             delta: Some(upload::StoredDelta {
                 pages: 3,
                 sha256: "ef".repeat(32),
+                crc32c: 7,
             }),
         };
         let mut first = relation("base/5/16384", 1 << 20, 7, 99);
@@ -442,6 +446,7 @@ mod tests {
         assert_eq!(first.base_sha256, base.sha256);
         assert_eq!(first.layers.len(), 1);
         assert_eq!(first.layers[0].pages, 3);
+        assert_eq!(first.layers[0].crc32c.as_deref(), Some("00000007"));
         first.sha256 = Some(done.sha256.clone());
 
         let mut second = relation("base/5/16384", 1 << 20, 7, 99);

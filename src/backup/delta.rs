@@ -253,7 +253,8 @@ enum State {
 }
 
 /// Where the pages of a delta stream go as they are read: into the file
-/// (laid over the reference's copy), or into an overlay (see `overlay`).
+/// (laid over the reference's copy), or to a restore's merge of a chain
+/// (see `restore::merge`).
 pub trait Pages {
     /// The page at `block`: 8192 bytes, or fewer for a last block.
     fn page(&mut self, block: u32, bytes: &[u8]) -> Result<()>;

@@ -196,6 +196,13 @@ impl Format {
         Ok(self.opening(name, out))
     }
 
+    /// A reader whose digest has a CRC-32C and no SHA-256: for a page
+    /// delta, whose pages are checked again as part of the rebuilt file.
+    pub fn crc_reader<W: Write>(&self, name: &str, out: W) -> Result<Reader<W>> {
+        let out = Decompressor::crc_only(out, Compression::of_object(name)?)?;
+        Ok(self.opening(name, out))
+    }
+
     fn reader_as<W: Write>(
         &self,
         name: &str,

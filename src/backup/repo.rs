@@ -113,11 +113,19 @@ impl Repo {
     }
 }
 
+/// How long a request may go without a byte from the server: until its
+/// response starts (a part or a segment uploading, so at least 140 KB/s for
+/// the 8 MiB parts), and between two pieces of its body. There is no limit
+/// on the whole request: the client's default one (30 s from the request
+/// to the body's end) failed any download slower than that, as a restore's
+/// 1 GiB relation file is at a bandwidth limit or onto a slow disk, and its
+/// retries start over from the same clock.
+pub const STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The S3 client for the relation's endpoint, bucket and keys.
 fn client(settings: &RepoSettings) -> Result<object_store::aws::AmazonS3> {
     install_tls_provider();
-    let mut options =
-        ClientOptions::new().with_allow_http(settings.endpoint.starts_with("http://"));
+    let mut options = client_options(&settings.endpoint);
     for pem in &settings.tls_ca_chain {
         let certs = object_store::Certificate::from_pem_bundle(pem.as_bytes())
             .context("the S3 CA chain (tls-ca-chain) is not valid PEM")?;
@@ -154,4 +162,33 @@ fn client(settings: &RepoSettings) -> Result<object_store::aws::AmazonS3> {
         })
         .build()
         .context("cannot set up the S3 client from the relation's settings")
+}
+
+/// The HTTP client's options: plain HTTP only for an `http://` endpoint,
+/// and [`STALL_TIMEOUT`] in place of a deadline.
+fn client_options(endpoint: &str) -> ClientOptions {
+    ClientOptions::new()
+        .with_allow_http(endpoint.starts_with("http://"))
+        .with_timeout_disabled()
+        .with_read_timeout(STALL_TIMEOUT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::ClientConfigKey;
+
+    #[test]
+    fn a_request_has_no_deadline_only_a_limit_on_silence() {
+        let options = client_options("https://s3.example:9000");
+        assert_eq!(options.get_config_value(&ClientConfigKey::Timeout), None);
+        assert_eq!(
+            options.get_config_value(&ClientConfigKey::ReadTimeout),
+            Some("1m".into())
+        );
+        assert_eq!(
+            options.get_config_value(&ClientConfigKey::AllowHttp),
+            Some("false".into())
+        );
+    }
 }

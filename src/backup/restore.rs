@@ -35,6 +35,7 @@ use writer::{write_file, Feed, Piece, Plan, Target};
 
 mod hashing;
 mod merge;
+mod spool;
 mod writer;
 
 /// How often progress is reported.
@@ -220,35 +221,51 @@ async fn fetch_file(
         owner,
         format: repo.format.clone(),
     };
-    // Every object of the file streams at once, each into its own channel:
-    // a chain's deltas are decoded alongside its base.
-    let (senders, feeds): (Vec<_>, Vec<_>) = target
-        .plan
-        .downloads()
-        .into_iter()
-        .map(|key| {
-            let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
-            ((key.clone(), tx), Feed { rx, key })
-        })
-        .unzip();
-    let writer = tokio::task::spawn_blocking(move || write_file(feeds, target));
-    let downloads = senders
+    // Every object of the file streams at once: the base through a few
+    // chunks in flight, at the writer's pace; a chain's deltas into spool
+    // files, at the network's.
+    let (base, layers) = target.plan.objects();
+    let base = base.clone();
+    let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
+    let feed = Feed {
+        rx,
+        key: base.clone(),
+    };
+    let (spools, unspools): (Vec<_>, Vec<_>) = layers
         .iter()
-        .map(|(key, tx)| download(repo, key, tx, failed));
-    let streamed = futures::future::try_join_all(downloads).await;
-    drop(senders);
+        .map(|key| spool::spool(dest, key))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .unzip();
+    let writer = tokio::task::spawn_blocking(move || write_file(feed, unspools, target));
+    let into_spools = layers
+        .iter()
+        .zip(spools)
+        .map(|(key, spool)| download(repo, key, Sink::Spool(spool), failed));
+    let streamed = futures::future::try_join_all(
+        [download(repo, &base, Sink::Channel(tx), failed)]
+            .into_iter()
+            .chain(into_spools),
+    )
+    .await;
     let written = writer
         .await
         .with_context(|| format!("the writer of {} stopped", entry.path))?;
     streamed.and(written).map(|_| entry.size)
 }
 
-/// Streams the object `key` into `tx`, then marks its end. Returns early,
-/// and fine, when the writer gave up (its error says why).
+/// Where a download goes.
+enum Sink {
+    Channel(mpsc::Sender<Piece>),
+    Spool(spool::Spool),
+}
+
+/// Streams the object `key` into `sink`, then marks its end. Returns
+/// early, and fine, when the writer gave up (its error says why).
 async fn download(
     repo: &Repo,
     key: &ObjectPath,
-    tx: &mpsc::Sender<Piece>,
+    mut sink: Sink,
     failed: &AtomicBool,
 ) -> Result<()> {
     let store: &dyn ObjectStore = repo.store.as_ref();
@@ -265,11 +282,20 @@ async fn download(
         if let Some(throttle) = &repo.throttle {
             throttle.take(chunk.len()).await;
         }
-        if tx.send(Piece::Chunk(chunk)).await.is_err() {
+        let taken = match &mut sink {
+            Sink::Channel(tx) => tx.send(Piece::Chunk(chunk)).await.is_ok(),
+            Sink::Spool(spool) => spool.append(&chunk)?,
+        };
+        if !taken {
             return Ok(());
         }
     }
-    let _ = tx.send(Piece::End).await;
+    match sink {
+        Sink::Channel(tx) => {
+            let _ = tx.send(Piece::End).await;
+        }
+        Sink::Spool(spool) => spool.end(),
+    }
     Ok(())
 }
 
@@ -465,14 +491,13 @@ mod tests {
 
     /// A page delta stream putting `pages` (block, fill byte) into a file
     /// of `size` bytes, compressed, with the stream's SHA-256.
-    fn delta_object(pages: &[(u32, u8)], size: u64) -> (Vec<u8>, String) {
+    fn delta_object(pages: &[(u32, u8)], size: u64) -> (Vec<u8>, crate::backup::codec::Digest) {
         let mut writer = delta::Writer::new(Vec::new()).unwrap();
         for &(block, fill) in pages {
             writer.page(block, &[fill; pages::BLOCK]).unwrap();
         }
         let stream = writer.finish(size).unwrap();
-        let (packed, digest) = compress_to_vec(&stream[..]).unwrap();
-        (packed, digest.sha256)
+        compress_to_vec(&stream[..]).unwrap()
     }
 
     /// Backup `b1` plus a relation file kept as a base of 8 pages and two
@@ -495,16 +520,18 @@ mod tests {
         let steps: [(&[(u32, u8)], u64); 2] =
             [(&[(1, 0xa1), (7, 0xa7)], 8), (&[(1, 0xb1), (3, 0xb3)], 6)];
         for (n, (pages, blocks)) in steps.into_iter().enumerate() {
-            let (packed, sha256) = delta_object(pages, blocks * block as u64);
+            let (packed, digest) = delta_object(pages, blocks * block as u64);
             let object = format!("backups/b{}/data/base/16384.delta.zst", n + 2);
             repo.store
                 .put(&ObjectPath::from(object.as_str()), PutPayload::from(packed))
                 .await
                 .unwrap();
+            // The first as records before deltas had a CRC-32C.
             entry.layers.push(Layer {
                 object,
                 stored: 0,
-                sha256,
+                sha256: digest.sha256,
+                crc32c: (n > 0).then(|| crate::backup::codec::crc32c_hex(digest.crc32c)),
                 pages: pages.len() as u32,
             });
             for &(b, fill) in pages {
@@ -531,16 +558,27 @@ mod tests {
         let rebuilt_wrong = "base/16384 rebuilt from its 2 page delta(s) does not match its \
              checksum in backup b1: its base or a delta is damaged (verify-backup names which)";
 
-        // A delta swapped for another valid one: the rebuilt file says so.
+        // A delta swapped for another valid one is named, by its SHA-256
+        // in an older record, by its CRC-32C in a newer one.
         let (other, _) = delta_object(&[(2, 0xcc)], 6 * pages::BLOCK as u64);
+        for n in [2, 3] {
+            let (repo, record, _) = rt.block_on(layered());
+            let key = ObjectPath::from(format!("backups/b{n}/data/base/16384.delta.zst"));
+            rt.block_on(repo.store.put(&key, PutPayload::from(other.clone())))
+                .unwrap();
+            let dest = tmp.path().join(format!("swapped-{n}"));
+            let err = rt
+                .block_on(files(&repo, &record, &dest, &OPTIONS, &|_| ()))
+                .unwrap_err();
+            assert_eq!(
+                format!("{err:#}"),
+                format!(
+                    "cannot restore base/16384 of backup b1: cannot rebuild base/16384 from its \
+                     page deltas: the page delta {key} does not match its checksum"
+                )
+            );
+        }
         let key = ObjectPath::from("backups/b3/data/base/16384.delta.zst");
-        rt.block_on(repo.store.put(&key, PutPayload::from(other.clone())))
-            .unwrap();
-        let dest = tmp.path().join("swapped");
-        let err = rt
-            .block_on(files(&repo, &record, &dest, &OPTIONS, &|_| ()))
-            .unwrap_err();
-        assert_eq!(format!("{err:#}"), rebuilt_wrong);
 
         // A delta cut short is named.
         let cut = other[..other.len() - 4].to_vec();

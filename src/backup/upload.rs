@@ -42,11 +42,13 @@ pub struct Uploaded {
 }
 
 /// The object of a page delta: how many pages it carries and the SHA-256
-/// of its stream (uncompressed), which a restore checks before laying it.
+/// (which verify-backup checks) and CRC-32C (which a restore checks) of its
+/// stream, uncompressed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredDelta {
     pub pages: u32,
     pub sha256: String,
+    pub crc32c: u32,
 }
 
 /// Check the pages of a relation file as it is read: the number of its
@@ -180,6 +182,7 @@ async fn upload(
                 Some(StoredDelta {
                     pages,
                     sha256: stream.sha256,
+                    crc32c: stream.crc32c,
                 }),
             ),
             None => (stream, None),

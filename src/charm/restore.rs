@@ -295,8 +295,12 @@ pub(crate) fn fetch_into(
     fetched
 }
 
-/// `pg_verifybackup` on a restored directory, against the manifest in it;
-/// WAL is checked by recovery itself.
+/// `pg_verifybackup` on a restored directory, against the manifest in it:
+/// every file it lists there with its size, and none it does not list.
+/// Not the content: each file was checked against its SHA-256 as it was
+/// written, and reading every byte back for the manifest's CRC-32C cost a
+/// fifth of a full restore's fetch again (0.40 s for 1.6 GB). WAL is
+/// checked by recovery itself.
 fn verify(server: &Server, dir: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
@@ -305,7 +309,7 @@ fn verify(server: &Server, dir: &Path) -> Result<()> {
         server
             .user
             .command(server.bin.program("pg_verifybackup"))
-            .args(["--no-parse-wal", "--quiet"])
+            .args(["--no-parse-wal", "--skip-checksums", "--quiet"])
             .arg(dir),
         "verify the restored files against the backup's manifest",
     )

@@ -168,6 +168,7 @@ fn files_a_kept_backup_uses_are_never_removed() {
             object: format!("backups/{}/data/base/1/16384.delta.zst", day(1)[1]),
             stored: 10,
             sha256: "ab".repeat(32),
+            crc32c: None,
             pages: 1,
         }],
         ..Default::default()

@@ -2,8 +2,8 @@
 //! objects its downloads hand over: each decrypted (nothing
 //! unauthenticated is written) and decompressed. A whole file is written
 //! as it streams. A file kept as a base and page deltas is rebuilt in one
-//! pass as the base streams, its deltas decoded alongside as far as each
-//! block needs (see `merge`). Either way the file written is checked
+//! pass as the base streams, its deltas (spooled beside, see `spool`)
+//! decoded alongside as far as each block needs (see `merge`). Either way the file written is checked
 //! against the SHA-256 of the file the backup read (see `hashing`): for a
 //! rebuilt file that covers its base and every page its deltas gave, so
 //! these are not hashed on their own (verify-backup checks each object).
@@ -20,7 +20,8 @@ use object_store::path::Path as ObjectPath;
 use tokio::sync::mpsc;
 
 use super::hashing::Hashed;
-use super::merge::{Chunks, Layer, Merge};
+use super::merge::{Check, Chunks, Layer, Merge};
+use super::spool::Unspool;
 use crate::backup::catalog::FileRecord;
 use crate::backup::object::Format;
 
@@ -45,43 +46,60 @@ pub struct Target {
 /// How a file is rebuilt from its objects.
 pub enum Plan {
     Whole(ObjectPath),
-    /// A base and its page deltas, oldest first.
+    /// A base and its page deltas, oldest first, each with its check.
     Chain {
         base: ObjectPath,
-        layers: Vec<ObjectPath>,
+        layers: Vec<(ObjectPath, Check)>,
     },
 }
 
 impl Plan {
     /// The plan for a file's entry.
     pub fn of(entry: &FileRecord) -> Result<Self> {
-        let mut objects = entry.objects().map(ObjectPath::from);
-        let base = objects.next().context("a file without an object")?;
-        let layers: Vec<_> = objects.collect();
+        let base = ObjectPath::from(
+            entry
+                .object
+                .as_deref()
+                .context("a file without an object")?,
+        );
+        let layers = entry
+            .layers
+            .iter()
+            .map(|layer| {
+                let check = match &layer.crc32c {
+                    Some(hex) => {
+                        Check::Crc32c(u32::from_str_radix(hex, 16).with_context(|| {
+                            format!("the page delta {} has a malformed CRC-32C", layer.object)
+                        })?)
+                    }
+                    None => Check::Sha256(layer.sha256.clone()),
+                };
+                Ok((ObjectPath::from(layer.object.as_str()), check))
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(match layers.is_empty() {
             true => Self::Whole(base),
             false => Self::Chain { base, layers },
         })
     }
 
-    /// The objects the writer reads, each from a download of its own: the
-    /// base first.
-    pub fn downloads(&self) -> Vec<ObjectPath> {
+    /// The object the file streams from, and its deltas' (oldest first).
+    pub fn objects(&self) -> (&ObjectPath, Vec<ObjectPath>) {
         match self {
-            Self::Whole(base) => vec![base.clone()],
-            Self::Chain { base, layers } => [base].into_iter().chain(layers).cloned().collect(),
+            Self::Whole(base) => (base, Vec::new()),
+            Self::Chain { base, layers } => (base, layers.iter().map(|(k, _)| k.clone()).collect()),
         }
     }
 }
 
-/// What a download hands the writer.
+/// What the base's download hands the writer.
 pub enum Piece {
     Chunk(Bytes),
     /// The object ended.
     End,
 }
 
-/// The pieces of one object as they arrive.
+/// The pieces of the base as they arrive.
 pub struct Feed {
     pub rx: mpsc::Receiver<Piece>,
     pub key: ObjectPath,
@@ -97,9 +115,10 @@ impl Chunks for Feed {
     }
 }
 
-/// Writes the file from what arrives (`feeds` in the order of
-/// [`Plan::downloads`]), checks it, sets its mode and owner and syncs it.
-pub fn write_file(feeds: Vec<Feed>, target: Target) -> Result<()> {
+/// Writes the file from what arrives (the base from `base`, a chain's
+/// deltas from `layers`, oldest first), checks it, sets its mode and owner
+/// and syncs it.
+pub fn write_file(mut base: Feed, layers: Vec<Unspool>, target: Target) -> Result<()> {
     let Target {
         path,
         name,
@@ -111,18 +130,20 @@ pub fn write_file(feeds: Vec<Feed>, target: Target) -> Result<()> {
         owner,
         format,
     } = target;
-    let mut feeds = feeds.into_iter();
-    let mut base = feeds.next().context("no download for the file's base")?;
     let created =
         File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
     let out = Hashed::new(BufWriter::with_capacity(WRITE_BUFFER, created), size);
     let (out, digest) = match &plan {
         Plan::Whole(_) => decode(&format, &mut base, out),
-        Plan::Chain { layers, .. } => {
-            let layers = layers
+        Plan::Chain {
+            layers: sources, ..
+        } => {
+            let layers = sources
                 .iter()
-                .zip(feeds)
-                .map(|(key, feed)| Layer::new(&format, key.as_ref(), feed))
+                .zip(layers)
+                .map(|((key, check), spooled)| {
+                    Layer::new(&format, key.as_ref(), check.clone(), spooled)
+                })
                 .collect::<Result<Vec<_>>>()?;
             decode(&format, &mut base, Merge::new(layers, out)?)
                 .and_then(Merge::finish)
