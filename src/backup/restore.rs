@@ -217,6 +217,12 @@ async fn fetch_file(
         plan: Plan::of(entry)?,
         size: entry.size,
         sha256: entry.sha256.clone().context("a file without a checksum")?,
+        crc32c: entry
+            .crc32c
+            .as_deref()
+            .map(|hex| u32::from_str_radix(hex, 16))
+            .transpose()
+            .with_context(|| format!("the CRC-32C of {} is not hex", entry.path))?,
         mode: entry.mode,
         owner,
         format: repo.format.clone(),
@@ -354,7 +360,7 @@ mod tests {
             mtime: 0,
             mode,
             sha256: Some(digest.sha256),
-            crc32c: None,
+            crc32c: Some(crate::backup::codec::crc32c_hex(digest.crc32c)),
             object: Some(format!("backups/b1/data/{path}.zst")),
             stored: packed.len() as u64,
             target: None,
@@ -541,6 +547,7 @@ mod tests {
         }
         entry.base_sha256 = entry.sha256.take();
         entry.sha256 = Some(crate::backup::codec::sha256_hex(&want));
+        entry.crc32c = Some(crate::backup::codec::crc32c_hex(crc32c::crc32c(&want)));
         entry.size = want.len() as u64;
         record.files.push(entry);
         (repo, record, want)
@@ -643,6 +650,23 @@ mod tests {
         // Every writer has finished: the directory can go at once.
         std::fs::remove_dir_all(&dest).unwrap();
         assert!(!dest.exists());
+
+        // The content the record's SHA-256 names, but not the CRC-32C of
+        // PostgreSQL's manifest (which pg_verifybackup no longer reads for).
+        let (repo, mut record) = rt.block_on(backup());
+        let big = record
+            .files
+            .iter_mut()
+            .find(|f| f.path == "base/1")
+            .unwrap();
+        big.crc32c = Some("0badc0de".into());
+        let err = rt
+            .block_on(files(&repo, &record, &dest, &OPTIONS, &|_| ()))
+            .unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            "base/1 does not match its CRC-32C in backup b1's backup_manifest"
+        );
     }
 
     #[test]
