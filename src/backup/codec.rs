@@ -74,12 +74,6 @@ pub fn crc32c_hex(crc: u32) -> String {
     format!("{crc:08x}")
 }
 
-/// A CRC-32C read back from the catalog; `what` names its owner in the
-/// error.
-pub fn crc32c_from_hex(hex: &str, what: &str) -> Result<u32> {
-    u32::from_str_radix(hex, 16).with_context(|| format!("the CRC-32C of {what} is not hex"))
-}
-
 /// SHA-256 of `bytes`, lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))

@@ -14,7 +14,6 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use super::catalog::{self, BackupKind, BackupRecord, BackupStatus, FileRecord};
-use super::codec::crc32c_from_hex;
 use super::copy;
 use super::outage;
 use super::pgmanifest::{FileChecksum, ManifestBuilder, WalRange};
@@ -320,7 +319,9 @@ async fn put(repo: &Repo, key: &str, bytes: Vec<u8>) -> Result<()> {
 /// when it comes unchanged from a backup whose record has no CRC-32C.
 fn manifest_checksum(file: &FileRecord) -> Result<FileChecksum> {
     if let Some(crc) = &file.crc32c {
-        return Ok(FileChecksum::Crc32c(crc32c_from_hex(crc, &file.path)?));
+        let crc = u32::from_str_radix(crc, 16)
+            .with_context(|| format!("the CRC-32C of {} is not hex", file.path))?;
+        return Ok(FileChecksum::Crc32c(crc));
     }
     let sha = file
         .sha256

@@ -28,7 +28,6 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::sync::mpsc;
 
 use super::catalog::{self, BackupRecord, FileRecord};
-use super::codec::crc32c_from_hex;
 use super::outage;
 use super::repo::Repo;
 use super::wal::Backoff;
@@ -221,8 +220,9 @@ async fn fetch_file(
         crc32c: entry
             .crc32c
             .as_deref()
-            .map(|hex| crc32c_from_hex(hex, &entry.path))
-            .transpose()?,
+            .map(|hex| u32::from_str_radix(hex, 16))
+            .transpose()
+            .with_context(|| format!("the CRC-32C of {} is not hex", entry.path))?,
         mode: entry.mode,
         owner,
         format: repo.format.clone(),
@@ -231,6 +231,7 @@ async fn fetch_file(
     // chunks in flight, at the writer's pace; a chain's deltas into spool
     // files, at the network's.
     let (base, layers) = target.plan.objects();
+    let base = base.clone();
     let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
     let feed = Feed {
         rx,
@@ -495,7 +496,7 @@ mod tests {
     }
 
     /// A page delta stream putting `pages` (block, fill byte) into a file
-    /// of `size` bytes, compressed, with the stream's digest.
+    /// of `size` bytes, compressed, with the stream's SHA-256.
     fn delta_object(pages: &[(u32, u8)], size: u64) -> (Vec<u8>, crate::backup::codec::Digest) {
         let mut writer = delta::Writer::new(Vec::new()).unwrap();
         for &(block, fill) in pages {

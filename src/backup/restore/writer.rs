@@ -26,7 +26,6 @@ use super::hashing::Hashed;
 use super::merge::{Check, Chunks, Layer, Merge};
 use super::spool::Unspool;
 use crate::backup::catalog::FileRecord;
-use crate::backup::codec::crc32c_from_hex;
 use crate::backup::object::Format;
 
 /// The writer's buffer in front of each file.
@@ -73,7 +72,11 @@ impl Plan {
             .iter()
             .map(|layer| {
                 let check = match &layer.crc32c {
-                    Some(hex) => Check::Crc32c(crc32c_from_hex(hex, &layer.object)?),
+                    Some(hex) => {
+                        Check::Crc32c(u32::from_str_radix(hex, 16).with_context(|| {
+                            format!("the page delta {} has a malformed CRC-32C", layer.object)
+                        })?)
+                    }
                     None => Check::Sha256(layer.sha256.clone()),
                 };
                 Ok((ObjectPath::from(layer.object.as_str()), check))
@@ -86,13 +89,10 @@ impl Plan {
     }
 
     /// The object the file streams from, and its deltas' (oldest first).
-    pub fn objects(&self) -> (ObjectPath, Vec<ObjectPath>) {
+    pub fn objects(&self) -> (&ObjectPath, Vec<ObjectPath>) {
         match self {
-            Self::Whole(base) => (base.clone(), Vec::new()),
-            Self::Chain { base, layers } => (
-                base.clone(),
-                layers.iter().map(|(key, _)| key.clone()).collect(),
-            ),
+            Self::Whole(base) => (base, Vec::new()),
+            Self::Chain { base, layers } => (base, layers.iter().map(|(k, _)| k.clone()).collect()),
         }
     }
 }

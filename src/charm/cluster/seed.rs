@@ -9,8 +9,7 @@
 //! (the primary's system identifier), on the primary's current timeline,
 //! and the primary has written no more WAL since it started than the
 //! backup's database holds: replaying more would take longer than copying.
-//! The restored copy is checked file by file (each against its SHA-256 and
-//! the manifest's CRC-32C)
+//! The restored copy is checked file by file (each against its SHA-256)
 //! and by `pg_verifybackup` (every file of the manifest there, with its
 //! size) before it is swapped in, and whatever the unit had before is kept aside
 //! until the server has started on the copy; a copy that does not start is
